@@ -1,0 +1,1 @@
+"""eraserlib: influence-based unlearning for LoRA adapters."""
