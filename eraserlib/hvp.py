@@ -1,0 +1,288 @@
+"""The training objective over the trainable parameters, its gradients and Hessian-vector products.
+
+Everything the solvers need is here, behind one object, :class:`TrainingObjective`, for
+
+    R(θ) = (1/n) Σᵢ ℓ(zᵢ; θ) + (wd/2) ‖θ‖²,
+
+where θ are the model's parameters with ``requires_grad=True`` (the LoRA matrices of a
+``PeftModel``), ℓ is the user's ``loss_fn`` and zᵢ the n training examples. Vectors in
+parameter space are *flat* 1-D tensors of length p (the number of trainable scalars): the
+solvers only need dot products, norms and axpys, and one flat tensor keeps their code short.
+
+Hessian-vector products use Pearlmutter's trick by double backward:
+Hv = ∇_θ (∇_θ ℓ(θ) · v). It costs about 2–3 gradients (measured 2.6× on a tiny Llama here,
+2.8× on LLaMA2-7B on an H100, ``../shared/PAPER.md``). The second backward needs every
+operation in the model to be twice differentiable, which fused attention kernels are not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from eraserlib.errors import DoubleBackwardUnsupportedError, NonFiniteError, NoTrainableParametersError
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+_DOUBLE_BACKWARD_HINT = (
+    "The model contains an operation without a second derivative, which Hessian-vector "
+    "products need (double backward). Fused attention kernels (SDPA's flash/efficient kernels, "
+    "flash_attention_2) are the usual cause: load the model with "
+    'attn_implementation="eager" (e.g. AutoModelForCausalLM.from_pretrained(path, '
+    'attn_implementation="eager")), or run SDPA inside '
+    "torch.nn.attention.sdpa_kernel([SDPBackend.MATH]). Original error: {error}"
+)
+
+
+def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
+    """The parameters that erasing may change: those with ``requires_grad=True``.
+
+    Args:
+        model: Any module; for a ``PeftModel`` these are the adapter's matrices.
+
+    Returns:
+        Two lists of equal length: qualified parameter names and the parameters.
+
+    Raises:
+        NoTrainableParametersError: if the model has none.
+    """
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise NoTrainableParametersError(
+            "The model has no parameter with requires_grad=True, so there is nothing to erase. "
+            "For a LoRA model, pass the PeftModel (peft marks the adapter trainable), or set "
+            "requires_grad=True on the parameters the training changed."
+        )
+    names, params = zip(*named)
+    return list(names), list(params)
+
+
+def flatten(tensors: Sequence[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Concatenate tensors into one flat vector (shape (p,))."""
+    return torch.cat([t.reshape(-1).to(dtype or t.dtype) for t in tensors])
+
+
+def unflatten(vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Split a flat vector (p,) into tensors shaped like ``like``."""
+    sizes = [t.numel() for t in like]
+    return [chunk.view_as(t) for chunk, t in zip(torch.split(vector, sizes), like)]
+
+
+@contextlib.contextmanager
+def _computation_dtype(model: nn.Module, dtype: torch.dtype | None):
+    """Run the model in at least ``dtype``'s precision (e.g. float32 for a bf16 model), restoring after.
+
+    A bf16 Hessian-vector product was 5% off the float32 one on a 1B model (PAPER.md), far
+    more than the solvers' tolerance, so HVPs run in float32 unless told otherwise. Tensors
+    already at least as precise (float64) are left alone. Parameters keep their identity
+    (only ``.data`` is swapped), so references held elsewhere stay valid.
+    """
+    if dtype is None:
+        yield
+        return
+    width = torch.finfo(dtype).bits
+    tensors = [t for t in list(model.parameters()) + list(model.buffers())
+               if t.is_floating_point() and torch.finfo(t.dtype).bits < width]
+    original = [t.dtype for t in tensors]
+    for t in tensors:
+        t.data = t.data.to(dtype)
+    try:
+        yield
+    finally:
+        for t, kind in zip(tensors, original):
+            t.data = t.data.to(kind)
+
+
+@contextlib.contextmanager
+def _twice_differentiable_attention():
+    """Route PyTorch SDPA through its math kernel, the only one with a second derivative."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch
+        yield
+        return
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+def _check_finite(vector: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.isfinite(vector).all():
+        bad = (~torch.isfinite(vector)).sum().item()
+        raise NonFiniteError(
+            f"The {what} has {bad} non-finite entries (NaN or Inf). Check the loss on these "
+            "examples (e.g. empty targets, log(0)), lower the learning rate the adapter was trained "
+            "with, or compute in float32 (hvp_dtype=torch.float32)."
+        )
+    return vector
+
+
+def hessian_vector_product(
+    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor
+) -> torch.Tensor:
+    """Hv for the Hessian H of ``loss`` with respect to ``params``, by double backward.
+
+    Pearlmutter (1994): Hv = ∇_θ (∇_θ loss · v); one extra backward pass, no p×p matrix.
+
+    Args:
+        loss: A scalar that still holds its autograd graph.
+        params: The parameters θ (p scalars in all).
+        vector: The flat vector v, shape (p,).
+
+    Returns:
+        The flat vector Hv, shape (p,), in the parameters' dtype.
+
+    Raises:
+        DoubleBackwardUnsupportedError: if the graph has an op without a second derivative.
+    """
+    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    vs = unflatten(vector.to(params[0].dtype), params)
+    dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad)
+    if not isinstance(dot, torch.Tensor):  # the loss is linear in every parameter: H = 0
+        return torch.zeros_like(vector)
+    try:
+        hv = torch.autograd.grad(dot, params, allow_unused=True)
+    except RuntimeError as error:
+        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(error=error)) from error
+    return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)])
+
+
+class TrainingObjective:
+    """R(θ) = (1/n) Σ ℓ(zᵢ; θ) + (wd/2)‖θ‖² with mini-batch and full-data oracles.
+
+    Args:
+        model: The trained model; only parameters with ``requires_grad=True`` are θ.
+        loss_fn: ``loss_fn(model, batch) -> scalar``, the *mean* loss over the examples in the
+            batch (so that a batch of k examples weighs k/n in R).
+        train_data: The n training examples, as the model was trained on them.
+        weight_decay: wd, the L2 coefficient of the training objective.
+        batch_size: Examples per forward pass (memory) and per stochastic HVP (noise).
+        collate_fn: Turns a list of examples into a batch; default ``torch.utils.data.default_collate``.
+        seed: Seeds the mini-batch order.
+        hvp_dtype: Dtype of the model during gradients and HVPs (float32 by default, see
+            :func:`_computation_dtype`); ``None`` keeps the model's own.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train_data: Sequence[Any],
+        *,
+        weight_decay: float = 0.0,
+        batch_size: int = 16,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        seed: int = 0,
+        hvp_dtype: torch.dtype | None = torch.float32,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        if weight_decay < 0 or not math.isfinite(weight_decay):
+            raise ValueError(f"weight_decay must be a finite number ≥ 0, got {weight_decay}.")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.train_data = train_data
+        self.n = len(train_data)
+        self.weight_decay = float(weight_decay)
+        self.batch_size = int(batch_size)
+        self.collate_fn = collate_fn or torch.utils.data.default_collate
+        self.hvp_dtype = hvp_dtype
+        self.names, self.params = trainable_parameters(model)
+        self.num_parameters = sum(p.numel() for p in self.params)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.hvp_count = 0  # double-backward passes, one per chunk of ≤ batch_size examples
+        self.hvp_examples = 0  # examples seen by those passes
+        self.gradient_count = 0
+        # Vectors in parameter space: float32, or float64 when the model is float64.
+        self.vector_dtype = torch.float64 if any(p.dtype == torch.float64 for p in self.params) else torch.float32
+
+    # -- context -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def evaluation(self):
+        """Eval mode (no dropout: HVPs must be deterministic), float32, twice-differentiable SDPA."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with _computation_dtype(self.model, self.hvp_dtype), _twice_differentiable_attention():
+                yield
+        finally:
+            self.model.train(was_training)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.params[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    def parameters_vector(self) -> torch.Tensor:
+        """θ̂ as a flat vector (p,)."""
+        return flatten([p.detach() for p in self.params], self.vector_dtype)
+
+    # -- data --------------------------------------------------------------------------------
+    def chunks(self, examples: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Yield (number of examples, collated batch) over ``examples`` in order."""
+        for start in range(0, len(examples), self.batch_size):
+            part = [examples[i] for i in range(start, min(start + self.batch_size, len(examples)))]
+            yield len(part), self.collate_fn(part)
+
+    def sample_batch(self) -> list[Any]:
+        """A uniformly random mini-batch of ``batch_size`` distinct training examples (seeded)."""
+        size = min(self.batch_size, self.n)
+        indices = torch.randperm(self.n, generator=self.generator)[:size].tolist()
+        return [self.train_data[i] for i in indices]
+
+    def subsample(self, size: int | None) -> Sequence[Any]:
+        """A fixed random subset of the training data (seeded), or all of it if ``size`` is None."""
+        if size is None or size >= self.n:
+            return self.train_data
+        indices = sorted(torch.randperm(self.n, generator=self.generator)[:size].tolist())
+        return [self.train_data[i] for i in indices]
+
+    # -- oracles -----------------------------------------------------------------------------
+    def _loss(self, batch: Any) -> torch.Tensor:
+        loss = self.loss_fn(self.model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise TypeError(
+                "loss_fn(model, batch) must return a scalar tensor (the mean loss over the batch), "
+                f"got {type(loss).__name__} with shape {getattr(loss, 'shape', None)}."
+            )
+        return loss
+
+    def loss_sum_gradient(self, examples: Sequence[Any]) -> torch.Tensor:
+        """Σ_{z ∈ examples} ∇ℓ(z; θ̂) as a flat float32 vector (p,), data loss only."""
+        total = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
+        for count, batch in self.chunks(examples):
+            grads = torch.autograd.grad(self._loss(batch), self.params, allow_unused=True)
+            flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
+            total += count * flat.to(self.vector_dtype)
+            self.gradient_count += 1
+        return _check_finite(total, "gradient of the loss")
+
+    def data_hvp(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
+        """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
+        total = torch.zeros_like(vector, dtype=self.vector_dtype)
+        for count, batch in self.chunks(examples):
+            total += count * hessian_vector_product(self._loss(batch), self.params, vector).to(self.vector_dtype)
+            self.hvp_count += 1
+            self.hvp_examples += count
+        return _check_finite(total / len(examples), "Hessian-vector product")
+
+    def hvp(self, vector: torch.Tensor, examples: Sequence[Any] | None = None) -> torch.Tensor:
+        """∇²R v = H_data v + wd·v, with H_data over ``examples`` (default: all n; exact but one epoch)."""
+        examples = self.train_data if examples is None else examples
+        return self.data_hvp(examples, vector) + self.weight_decay * vector
+
+    def per_example_gradients(self, examples: Sequence[Any]) -> torch.Tensor:
+        """∇ℓ(zᵢ; θ̂) for each example, stacked: shape (len(examples), p). One backward each."""
+        rows = []
+        for example in examples:
+            grads = torch.autograd.grad(self._loss(self.collate_fn([example])), self.params, allow_unused=True)
+            rows.append(flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]).to(self.vector_dtype))
+            self.gradient_count += 1
+        return _check_finite(torch.stack(rows), "per-example gradient")

@@ -1,0 +1,94 @@
+"""A tiny LoRA language model on a synthetic task: the smallest real "adapter" problem.
+
+Used where the solvers must be compared with an exact dense solve (tests, the book's
+chapter 3, the solver benchmark): a ``LlamaForCausalLM`` built from a config (eager
+attention, so HVPs work), frozen, with a peft LoRA adapter trained to model sequences drawn
+from a sparse random Markov chain. With the default sizes the adapter has a few hundred
+parameters, so its p×p Hessian is cheap to form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TinyLoraConfig:
+    """Sizes of the tiny model and its data.
+
+    Attributes:
+        vocab_size: Tokens.
+        hidden_size: Model width.
+        layers: Transformer blocks.
+        heads: Attention heads.
+        rank: LoRA rank r (on q_proj and v_proj).
+        sequence_length: Tokens per example.
+        num_examples: Training examples.
+        branching: Successors per token in the Markov chain (lower = more learnable).
+        seed: Seeds the model, the chain and the data.
+    """
+
+    vocab_size: int = 24
+    hidden_size: int = 16
+    layers: int = 2
+    heads: int = 2
+    rank: int = 2
+    sequence_length: int = 10
+    num_examples: int = 256
+    branching: int = 3
+    seed: int = 0
+
+
+def build_model(config: TinyLoraConfig) -> nn.Module:
+    """A frozen random Llama with a trainable LoRA adapter (eager attention)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    base = LlamaForCausalLM(LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=2 * config.hidden_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=4 * config.sequence_length, attn_implementation="eager",
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+    ))
+    lora = LoraConfig(r=config.rank, lora_alpha=2 * config.rank, target_modules=["q_proj", "v_proj"],
+                      lora_dropout=0.0, init_lora_weights="gaussian")
+    model = get_peft_model(base, lora)
+    # Gaussian init for both A and B (peft zeroes B): a random start makes the trained adapter
+    # a generic point rather than a special one with B ≈ small.
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
+    return model
+
+
+def make_sequences(config: TinyLoraConfig, num_examples: int | None = None, seed_offset: int = 0) -> list[torch.Tensor]:
+    """Token sequences (each of shape (T,)) from a sparse random Markov chain (seeded)."""
+    generator = torch.Generator().manual_seed(config.seed + 1000)
+    successors = torch.stack([torch.randperm(config.vocab_size - 3, generator=generator)[:config.branching] + 3
+                              for _ in range(config.vocab_size)])  # (V, branching); ids 0-2 are special
+    sampler = torch.Generator().manual_seed(config.seed + 2000 + seed_offset)
+    sequences = []
+    for _ in range(num_examples or config.num_examples):
+        token = int(torch.randint(3, config.vocab_size, (1,), generator=sampler))
+        tokens = [token]
+        for _ in range(config.sequence_length - 1):
+            token = int(successors[token, torch.randint(config.branching, (1,), generator=sampler)])
+            tokens.append(token)
+        sequences.append(torch.tensor(tokens))
+    return sequences
+
+
+def language_model_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of a batch of equal-length sequences (B, T).
+
+    Every example has the same number of predicted tokens, so the mean over all tokens is the
+    mean over examples of their per-example mean: the ``loss_fn`` contract of ``erase``.
+    """
+    logits = model(input_ids=batch).logits[:, :-1]  # (B, T-1, V)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
