@@ -6,38 +6,61 @@
     eraserlib.apply_delta(model, result.delta)
 
 See ``eraserlib.erase`` for the maths and ``docs/CONTRACTS.md`` for the package layout.
+The public names are imported lazily, so that ``import eraserlib.rec`` or the notebook
+runner do not pay for importing torch until they use it.
 """
 
-from eraserlib.erase import EraseResult, apply_delta, erase
-from eraserlib.errors import (
-    AdapterError,
-    DoubleBackwardUnsupportedError,
-    EraserError,
-    InvalidRequestError,
-    NegativeCurvatureError,
-    NonFiniteError,
-    NoTrainableParametersError,
-    ProblemTooLargeError,
-    SolverDivergedError,
-)
-from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "InstanceRemoval",
-    "QueryModification",
-    "ResponseCorrection",
-    "erase",
-    "apply_delta",
-    "EraseResult",
-    "EraserError",
-    "InvalidRequestError",
-    "NoTrainableParametersError",
-    "NonFiniteError",
-    "SolverDivergedError",
-    "NegativeCurvatureError",
-    "DoubleBackwardUnsupportedError",
-    "ProblemTooLargeError",
-    "AdapterError",
-]
+_PUBLIC = {
+    "InstanceRemoval": "eraserlib.requests",
+    "QueryModification": "eraserlib.requests",
+    "ResponseCorrection": "eraserlib.requests",
+    "erase": "eraserlib.influence",
+    "apply_delta": "eraserlib.influence",
+    "EraseResult": "eraserlib.influence",
+    "EraserError": "eraserlib.errors",
+    "InvalidRequestError": "eraserlib.errors",
+    "NoTrainableParametersError": "eraserlib.errors",
+    "NonFiniteError": "eraserlib.errors",
+    "SolverDivergedError": "eraserlib.errors",
+    "NegativeCurvatureError": "eraserlib.errors",
+    "DoubleBackwardUnsupportedError": "eraserlib.errors",
+    "ProblemTooLargeError": "eraserlib.errors",
+    "AdapterError": "eraserlib.errors",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'eraserlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_PUBLIC))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from eraserlib.influence import EraseResult, apply_delta, erase
+    from eraserlib.errors import (
+        AdapterError,
+        DoubleBackwardUnsupportedError,
+        EraserError,
+        InvalidRequestError,
+        NegativeCurvatureError,
+        NonFiniteError,
+        NoTrainableParametersError,
+        ProblemTooLargeError,
+        SolverDivergedError,
+    )
+    from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection

@@ -142,12 +142,19 @@ def hessian_vector_product(
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     vs = unflatten(vector.to(params[0].dtype), params)
     dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad)
-    if not isinstance(dot, torch.Tensor):  # the loss is linear in every parameter: H = 0
-        return torch.zeros_like(vector)
+    if not isinstance(dot, torch.Tensor):
+        # No gradient carries a graph: an op cut the second-order path (a once-differentiable
+        # kernel) — or the loss is linear in θ. Returning H v = 0 would be silently wrong.
+        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(
+            error="the gradient has no autograd graph (is the loss linear in the parameters?)"))
     try:
         hv = torch.autograd.grad(dot, params, allow_unused=True)
     except RuntimeError as error:
         raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(error=error)) from error
+    if all(h is None for h in hv):
+        # The gradient's graph never reaches θ again: a once-differentiable op cut the path.
+        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(
+            error="the second backward pass does not reach any parameter"))
     return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)])
 
 

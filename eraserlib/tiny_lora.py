@@ -42,18 +42,24 @@ class TinyLoraConfig:
     seed: int = 0
 
 
-def build_model(config: TinyLoraConfig) -> nn.Module:
-    """A frozen random Llama with a trainable LoRA adapter (eager attention)."""
-    from peft import LoraConfig, get_peft_model
+def build_base_model(config: TinyLoraConfig) -> nn.Module:
+    """The frozen base: a random Llama (seeded, so every call gives the same weights), eager attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(config.seed)
-    base = LlamaForCausalLM(LlamaConfig(
+    return LlamaForCausalLM(LlamaConfig(
         vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=2 * config.hidden_size,
         num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
         max_position_embeddings=4 * config.sequence_length, attn_implementation="eager",
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     ))
+
+
+def build_model(config: TinyLoraConfig) -> nn.Module:
+    """The base model with a trainable LoRA adapter on q_proj and v_proj (randomly initialised, seeded)."""
+    from peft import LoraConfig, get_peft_model
+
+    base = build_base_model(config)
     lora = LoraConfig(r=config.rank, lora_alpha=2 * config.rank, target_modules=["q_proj", "v_proj"],
                       lora_dropout=0.0, init_lora_weights="gaussian")
     model = get_peft_model(base, lora)
@@ -91,4 +97,5 @@ def language_model_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     mean over examples of their per-example mean: the ``loss_fn`` contract of ``erase``.
     """
     logits = model(input_ids=batch).logits[:, :-1]  # (B, T-1, V)
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32, fp64 stays
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))

@@ -1,4 +1,4 @@
-"""``erase``: one influence-function update of the trainable parameters for an unlearning request.
+"""The influence update: ``erase`` computes one influence-function step of the trainable parameters for a request.
 
     ΔΘ = (H + λI)⁻¹ b,        θ_new = θ̂ + ΔΘ,
 
@@ -25,7 +25,7 @@ from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorre
 from eraserlib.solvers import SOLVERS, dense_hessian, estimate_spectrum
 
 #: "auto" damping makes every eigenvalue of H + λI at least λ_max / AUTO_CONDITION_NUMBER.
-AUTO_CONDITION_NUMBER = 1e3
+AUTO_CONDITION_NUMBER = 1e2
 #: Safety factor on an *estimated* most negative eigenvalue (Ritz values under-estimate it).
 AUTO_NEGATIVE_CURVATURE_MARGIN = 1.5
 

@@ -1,0 +1,204 @@
+"""Adapters on disk: load a peft adapter, erase, save the result to a *new* directory with a manifest.
+
+The source adapter is never written to. The erased adapter is written into a temporary
+sibling directory and renamed into place only once complete, so a failure leaves nothing
+half-written. Its ``eraser_manifest.json`` records what was done: request kind and size,
+solver and diagnostics, SHA-256 of the source adapter's files and of the training data,
+and the library version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from eraserlib.influence import EraseResult, apply_delta, erase
+from eraserlib.errors import AdapterError
+
+MANIFEST_NAME = "eraser_manifest.json"
+
+
+def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike, *, trainable: bool = True) -> nn.Module:
+    """Wrap ``base_model`` with the peft adapter saved in ``adapter_dir``.
+
+    Args:
+        base_model: The base model the adapter was trained on (e.g. ``AutoModelForCausalLM.from_pretrained(
+            local_path, attn_implementation="eager")``).
+        adapter_dir: A directory written by peft's ``save_pretrained``.
+        trainable: Mark the adapter's parameters ``requires_grad=True`` (erase changes exactly those).
+
+    Returns:
+        The ``PeftModel``.
+    """
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise AdapterError(f"{adapter_dir} is not a peft adapter directory (no adapter_config.json in it).")
+    return PeftModel.from_pretrained(base_model, str(adapter_dir), is_trainable=trainable)
+
+
+def directory_digest(directory: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file under ``directory`` (relative path → hex digest)."""
+    directory = Path(directory)
+    digests = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digests[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def _feed(digest: "hashlib._Hash", value: Any) -> None:
+    """Feed a canonical byte form of ``value`` (tensors, containers, dataclasses, scalars) into ``digest``."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        digest.update(f"dataclass:{type(value).__qualname__}:".encode())
+        for field in dataclasses.fields(value):
+            digest.update(field.name.encode())
+            _feed(digest, getattr(value, field.name))
+    elif isinstance(value, Mapping):
+        digest.update(b"map:")
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"seq:{len(value)}:".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def data_digest(examples: Sequence[Any]) -> str:
+    """A SHA-256 of the training data that changes if any example changes (order included)."""
+    digest = hashlib.sha256()
+    _feed(digest, list(examples))
+    return digest.hexdigest()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items() if not isinstance(v, torch.Tensor)}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _check_target(target: Path, source: Path | None) -> None:
+    if source is not None:
+        source = source.resolve()
+        resolved = target.resolve()
+        if resolved == source or source in resolved.parents:
+            raise AdapterError(
+                f"Refusing to write the erased adapter into the source adapter's directory ({source}): "
+                "choose a new output directory; the source stays as it is."
+            )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise AdapterError(f"Refusing to overwrite {target}: it exists and is not an empty directory.")
+
+
+def save_erased_adapter(
+    model: nn.Module,
+    output_dir: str | os.PathLike,
+    result: EraseResult,
+    *,
+    source_dir: str | os.PathLike | None = None,
+    train_data: Sequence[Any] | None = None,
+) -> Path:
+    """Save the (already erased) peft model's adapter to a new directory, with a manifest.
+
+    Args:
+        model: The ``PeftModel`` after :func:`eraserlib.apply_delta`.
+        output_dir: A directory that does not exist yet, or an empty one.
+        result: The :class:`EraseResult` that was applied.
+        source_dir: The adapter it came from (hashed into the manifest; never written to).
+        train_data: The training data (hashed into the manifest).
+
+    Returns:
+        The output directory.
+
+    Raises:
+        AdapterError: if ``output_dir`` is the source (or inside it) or a non-empty directory.
+    """
+    from eraserlib import __version__
+
+    target = Path(output_dir)
+    source = Path(source_dir) if source_dir is not None else None
+    _check_target(target, source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        model.save_pretrained(str(staging))
+        manifest = {
+            "eraserlib_version": __version__,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "request": {"kind": result.diagnostics.get("request"), "size": result.diagnostics.get("request_size")},
+            "solver": result.diagnostics.get("solver"),
+            "diagnostics": _json_safe(result.diagnostics),
+            "source_adapter": None if source is None else {"path": str(source.resolve()), "sha256": directory_digest(source)},
+            "train_data_sha256": None if train_data is None else data_digest(train_data),
+            "num_train": None if train_data is None else len(train_data),
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        if target.exists():  # an empty directory: replace it
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def erase_adapter(
+    base_model: nn.Module,
+    adapter_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    loss_fn,
+    train_data: Sequence[Any],
+    request,
+    **erase_options: Any,
+) -> EraseResult:
+    """Load an adapter, erase ``request`` from it, and save the result to ``output_dir``.
+
+    The practitioner's one call: ``adapter_dir`` is only read; ``output_dir`` must be new.
+    The target is checked *before* the (possibly long) erase, so a bad path fails at once.
+
+    Args:
+        base_model: The base model the adapter was trained on (twice-differentiable attention).
+        adapter_dir: The source peft adapter.
+        output_dir: Where the erased adapter goes (must not exist, or be empty).
+        loss_fn: ``loss_fn(model, batch) -> scalar`` as in training.
+        train_data: The adapter's training data.
+        request: An :class:`~eraserlib.InstanceRemoval`, :class:`~eraserlib.QueryModification` or
+            :class:`~eraserlib.ResponseCorrection`.
+        **erase_options: Passed to :func:`eraserlib.erase` (solver, damping, weight_decay, ...).
+
+    Returns:
+        The :class:`EraseResult` (also recorded in the manifest).
+    """
+    _check_target(Path(output_dir), Path(adapter_dir))
+    model = load_adapter(base_model, adapter_dir, trainable=True)
+    result = erase(model, loss_fn, train_data, request, **erase_options)
+    apply_delta(model, result.delta)
+    save_erased_adapter(model, output_dir, result, source_dir=adapter_dir, train_data=train_data)
+    return result

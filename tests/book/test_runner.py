@@ -1,0 +1,277 @@
+"""The notebook runner: profiles, parameters, skipping, atomic outputs, failures, the build.
+
+A tiny book (one MyST page, one notebook that records what it was given) is built in a temporary
+folder; the command-line tests run ``python -m eraserlib.runner`` as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from eraserlib import runner
+from eraserlib.runner import Layout, RunnerError
+
+TINY_SOURCE = """\
+import json, os, sys
+from pathlib import Path
+
+if fail:
+    raise ValueError("asked to fail")
+if noise:
+    print("a warning on stderr", file=sys.stderr)
+Path(results_dir).mkdir(parents=True, exist_ok=True)
+names = ["OMP_WAIT_POLICY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"]
+record = {"profile": profile, "scale": scale, "cwd": os.getcwd(),
+          "env": {name: os.environ.get(name) for name in names}}
+(Path(results_dir) / "run.json").write_text(json.dumps(record))
+print("scale", scale)
+"""
+
+PROFILES_YML = """\
+profiles: {smoke: tiny, default: laptop, full: big, paper: gpu}
+notebooks:
+  tiny:
+    smoke: {scale: 2}
+"""
+
+TOC_YML = "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n"
+
+
+def write_notebook(path: Path, parameters: str, body: str = TINY_SOURCE) -> None:
+    cells = [
+        new_markdown_cell("# Tiny chapter"),
+        new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        new_code_cell(body),
+    ]
+    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, path)
+
+
+def make_tiny_book(root: Path) -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    (root / "book").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "_config.yml", root / "_config.yml")
+    (root / "_toc.yml").write_text(TOC_YML)
+    (root / "book" / "intro.md").write_text("# Tiny book\n\nA page.\n")
+    (root / "notebooks" / "profiles.yml").write_text(PROFILES_YML)
+    write_notebook(
+        root / "notebooks" / "tiny.ipynb",
+        'profile = "default"\nresults_dir = "results/tiny"\nscale = 1\nfail = False\nnoise = False',
+    )
+    return root
+
+
+def cli(root: Path, *args: str, clean_env: bool = False):
+    """Runs the runner's command line; ``clean_env`` drops the variables the runner must set."""
+    import subprocess
+
+    env = dict(os.environ)
+    if clean_env:
+        for name in ("OMP_WAIT_POLICY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
+            env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "eraserlib.runner", *args, "--root", str(root)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+
+
+def read_record(layout: Layout) -> dict:
+    return json.loads((layout.results("tiny") / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ran_book(tmp_path_factory) -> Path:
+    """The tiny book after one ``run`` under the default profile, with one thread."""
+    root = make_tiny_book(tmp_path_factory.mktemp("ran") / "book_root")
+    result = cli(root, "run", "--threads", "1", clean_env=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[1/1] tiny (default) ran in" in result.stdout
+    return root
+
+
+@pytest.fixture
+def book(ran_book: Path, tmp_path: Path) -> Path:
+    """A private copy of ``ran_book`` (executed notebook and stamp included) to change at will."""
+    return Path(shutil.copytree(ran_book, tmp_path / "book_root"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up errors, found before any kernel starts
+
+
+def test_profiles_must_name_known_profiles_notebooks_and_parameters(tmp_path):
+    root = make_tiny_book(tmp_path)
+    profiles = root / "notebooks" / "profiles.yml"
+    profiles.write_text(PROFILES_YML.replace("smoke: {scale", "quick: {scale"))
+    with pytest.raises(RunnerError, match="unknown profile 'quick'"):
+        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+    profiles.write_text(PROFILES_YML.replace("scale: 2", "scael: 2"))
+    with pytest.raises(RunnerError, match="sets scael, which notebooks/tiny.ipynb does not declare"):
+        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+    profiles.write_text(PROFILES_YML.replace("  tiny:", "  tinny:"))
+    with pytest.raises(RunnerError, match="no notebook named tinny"):
+        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+    profiles.write_text(PROFILES_YML.replace("paper: gpu", ""))
+    with pytest.raises(RunnerError, match="must describe exactly"):
+        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+
+
+def test_parameters_resolve_defaults_then_profile_then_command_line(tmp_path):
+    root = make_tiny_book(tmp_path)
+    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    assert job.parameters == {"profile": "default", "results_dir": "results/tiny"}
+    (job,) = runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=True)
+    assert job.parameters["scale"] == 2
+    (job,) = runner.make_jobs(root, "smoke", ["tiny"], {"scale": runner.parse_value("0.5")}, explicit=True)
+    assert job.parameters["scale"] == 0.5
+    with pytest.raises(RunnerError, match="declares no parameter 'ratio'"):
+        runner.make_jobs(root, "smoke", ["tiny"], {"ratio": 0.1}, explicit=True)
+    with pytest.raises(RunnerError, match="set by the runner"):
+        runner.make_jobs(root, "smoke", ["tiny"], {"results_dir": "x"}, explicit=True)
+    assert runner.parse_value("[1, 2]") == [1, 2] and runner.parse_value("true") is True
+    assert runner.parse_value("1e-3") == 0.001 and runner.parse_value("abc") == "abc"
+
+
+def test_notebooks_must_declare_the_runner_parameters(tmp_path):
+    root = make_tiny_book(tmp_path)
+    write_notebook(root / "notebooks" / "tiny.ipynb", "scale = 1\nfail = False")
+    with pytest.raises(RunnerError, match="must define profile, results_dir"):
+        runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), root / "notebooks" / "tiny.ipynb")
+    with pytest.raises(RunnerError, match="no cell is tagged 'parameters'"):
+        runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+
+
+def test_toc_and_notebooks_must_agree(tmp_path):
+    root = make_tiny_book(tmp_path)
+    assert runner.toc_documents(root) == ["book/intro", "book/tiny"]
+    assert runner.toc_notebooks(root) == ["tiny"]
+    (root / "_toc.yml").write_text(TOC_YML + "  - file: book/missing\n")
+    with pytest.raises(RunnerError, match="lists 'book/missing'"):
+        runner.toc_notebooks(root)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    with pytest.raises(RunnerError, match="notebooks not in _toc.yml: tiny"):
+        runner.toc_notebooks(root)
+
+
+def test_stamp_changes_with_the_notebook_and_the_parameters(tmp_path):
+    root = make_tiny_book(tmp_path)
+    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    stamp = runner.input_stamp(job)
+    assert runner.input_stamp(job) == stamp  # deterministic
+    job.parameters["scale"] = 2
+    assert runner.input_stamp(job) != stamp
+    del job.parameters["scale"]
+    write_notebook(root / "notebooks" / "tiny.ipynb", 'profile = "default"\nresults_dir = "r"\nscale = 1\nfail = 0')
+    assert runner.input_stamp(job) != stamp
+
+
+def test_unknown_profile_and_missing_notebook_are_usage_errors(tmp_path):
+    root = make_tiny_book(tmp_path)
+    result = cli(root, "run", "notebooks/nope.ipynb")
+    assert result.returncode == 2 and "nope.ipynb: no such notebook" in result.stderr
+    result = cli(root, "build", "--profile", "huge")
+    assert result.returncode == 2 and "invalid choice: 'huge'" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Running notebooks
+
+
+def test_run_sets_kernel_environment_parameters_and_working_directory(ran_book):
+    layout = Layout(ran_book, "default")
+    record = read_record(layout)
+    assert record["profile"] == "default" and record["scale"] == 1
+    assert record["env"] == {
+        "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    assert Path(record["cwd"]) == layout.book_dir  # results_dir is relative to the executed page
+
+
+def test_executed_page_hides_parameters_and_ends_with_the_run_box(ran_book):
+    executed = nbformat.read(Layout(ran_book, "default").executed("tiny"), as_version=4)
+    tagged = [c for c in executed.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    assert len(tagged) == 2 and all("remove-cell" in c.metadata.tags for c in tagged)
+    about = executed.cells[-1].source
+    assert about.startswith(":::{admonition} About this run")
+    assert "{download}`run.json <results/tiny/run.json>`" in about
+    assert "python -m eraserlib.runner run notebooks/tiny.ipynb --profile default" in about
+    assert executed.metadata["eraser_book"]["results"] == ["results/tiny/run.json"]
+
+
+def test_unchanged_inputs_are_skipped_and_changed_ones_rerun(book):
+    layout = Layout(book, "default")
+    before = layout.executed("tiny").read_bytes()
+    result = cli(book, "run")
+    assert result.returncode == 0 and "up to date, skipped" in result.stdout
+    assert layout.executed("tiny").read_bytes() == before
+    result = cli(book, "run", "notebooks/tiny.ipynb", "-p", "scale", "3")
+    assert result.returncode == 0 and "ran in" in result.stdout, result.stderr
+    assert read_record(layout)["scale"] == 3
+    about = nbformat.read(layout.executed("tiny"), as_version=4).cells[-1].source
+    assert "`scale = 3`" in about and "--profile default -p scale 3`" in about
+
+
+def test_a_failed_run_keeps_the_previous_page_and_names_the_cell(book):
+    layout = Layout(book, "default")
+    page, record = layout.executed("tiny").read_bytes(), read_record(layout)
+    result = cli(book, "run", "notebooks/tiny.ipynb", "-p", "fail", "true")
+    assert result.returncode == 1
+    assert "FAILED after" in result.stdout
+    assert "notebooks/tiny.ipynb (profile default) failed in cell In [" in result.stderr
+    assert '|     raise ValueError("asked to fail")' in result.stderr
+    assert "ValueError: asked to fail" in result.stderr
+    assert layout.executed("tiny").read_bytes() == page
+    assert read_record(layout) == record
+    assert layout.failed("tiny").is_file()
+    assert not [p for p in layout.book_dir.iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_profiles_write_separate_books(book):
+    default_page = Layout(book, "default").executed("tiny").read_bytes()
+    result = cli(book, "run", "--profile", "smoke")
+    assert result.returncode == 0, result.stderr
+    smoke = Layout(book, "smoke")
+    assert smoke.tree == book / "_build" / "profiles" / "smoke"
+    assert read_record(smoke)["scale"] == 2
+    assert (smoke.tree / "_toc.yml").is_file() and (smoke.book_dir / "intro.md").is_file()
+    assert Layout(book, "default").executed("tiny").read_bytes() == default_page
+
+
+def test_build_treats_a_warning_as_an_error_and_keeps_the_previous_book(book):
+    result = cli(book, "build")
+    assert result.returncode == 0, result.stdout + result.stderr
+    intro = Layout(book, "default").html_dir / "book" / "intro.html"
+    before = intro.read_bytes()
+    (book / "book" / "intro.md").write_text("# Tiny book\n\n{glue:text}`tiny.ipynb::no_such_key:.2f`\n")
+    result = cli(book, "build")
+    assert result.returncode == 1
+    assert "no_such_key" in result.stderr
+    assert intro.read_bytes() == before
+
+
+def test_build_rejects_a_page_with_stderr_output(book):
+    profiles = book / "notebooks" / "profiles.yml"
+    profiles.write_text(profiles.read_text() + "    default: {noise: true}\n")
+    result = cli(book, "build")
+    assert result.returncode == 1
+    assert "stderr output in cell(s) In [" in result.stdout  # the runner says so at once
+    assert "stderr" in result.stderr and "book/tiny" in result.stderr  # and the build fails on it
+
+
+def test_build_removes_pages_whose_notebook_is_gone(book):
+    layout = Layout(book, "default")
+    shutil.copy(layout.executed("tiny"), layout.book_dir / "old.ipynb")
+    (layout.results("old")).mkdir(parents=True)
+    runner.prune(book, "default", keep=["tiny"])
+    assert not (layout.book_dir / "old.ipynb").exists() and not layout.results("old").exists()
+    assert layout.executed("tiny").is_file()

@@ -1,0 +1,38 @@
+"""Test-wide runtime hygiene: set before torch is imported by any test module.
+
+* ``OMP_WAIT_POLICY=PASSIVE``: spin-waiting OpenMP threads made torch ~10x slower whenever
+  another CPU-bound process ran (ENVIRONMENT.md, pitfall 1).
+* ``HF_HUB_OFFLINE=1``: a hub name fails at once instead of retrying for ~47 s (pitfall 5).
+* ``TOKENIZERS_PARALLELISM=false``: no tokenizer thread pools (and no fork warning).
+* a thread cap: small tests gain nothing from more threads on a shared 2-core machine.
+
+Warnings are errors, except exactly the two that the libraries themselves raise (pitfall 4).
+"""
+
+import os
+
+THREADS = "2"
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", THREADS)
+os.environ.setdefault("MKL_NUM_THREADS", THREADS)
+
+import torch  # noqa: E402  (after the environment above, on purpose)
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# Raised inside the libraries, not by our code: peft's get_peft_model calls transformers'
+# deprecated is_gradient_checkpointing, and torch.func's first jvp touches torch.jit.script.
+KNOWN_LIBRARY_WARNINGS = (
+    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning",
+)
+
+
+def pytest_configure(config):
+    """Turns warnings into errors, then lets the known library warnings through."""
+    config.addinivalue_line("filterwarnings", "error")
+    for line in KNOWN_LIBRARY_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)

@@ -1,0 +1,166 @@
+"""Every solver against the exact dense solve on a tiny peft LoRA Llama (eager attention).
+
+One parametrised matrix over {instance removal, query modification, response correction} ×
+{cg, llmeraser, lissa, datainf}, all at the same damping as the reference, so that the
+comparison measures the solver and nothing else.
+"""
+
+import math
+
+import pytest
+import torch
+
+import eraserlib
+from eraserlib.hvp import TrainingObjective
+from eraserlib.solvers import dense_hessian, estimate_spectrum, solve_datainf, solve_lissa
+from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+from eraserlib.training import TrainConfig, train
+
+CONFIG = TinyLoraConfig(num_examples=128)
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = build_model(CONFIG)
+    data = make_sequences(CONFIG)
+    train(model, language_model_loss, data, TrainConfig(epochs=30, lr=1e-2, batch_size=BATCH, max_grad_norm=None),
+          progress=False)
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def requests(trained):
+    _, data = trained
+    replacements = make_sequences(CONFIG, num_examples=4, seed_offset=99)
+    # Query modification: the first half of the sequence (the "input") changes, the rest stays.
+    changed_inputs = [torch.cat([r[:5], z[5:]]) for r, z in zip(replacements, data[4:8])]
+    # Response correction: the second half (the "response") changes.
+    changed_responses = [torch.cat([z[:5], r[5:]]) for r, z in zip(replacements, data[8:12])]
+    return {
+        "instance_removal": eraserlib.InstanceRemoval(data[:4]),
+        "query_modification": eraserlib.QueryModification(data[4:8], changed_inputs),
+        "response_correction": eraserlib.ResponseCorrection(data[8:12], changed_responses),
+    }
+
+
+@pytest.fixture(scope="module")
+def references(trained, requests):
+    """The exact answer for each request (dense Hessian, float64 solve) and its damping."""
+    model, data = trained
+    out = {}
+    for kind, request in requests.items():
+        result = eraserlib.erase(model, language_model_loss, data, request, solver="exact", batch_size=BATCH,
+                                 progress=False)
+        out[kind] = (_flat(result.delta), result.diagnostics)
+    return out
+
+
+def _flat(delta):
+    return torch.cat([v.reshape(-1) for v in delta.values()]).double()
+
+
+def _cosine(a, b):
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def test_reference_is_well_posed(references):
+    for exact, diagnostics in references.values():
+        assert diagnostics["positive_definite"], "auto damping must make H + λI positive definite"
+        assert diagnostics["residual_estimate"] < 1e-8
+        assert torch.isfinite(exact).all() and exact.norm() > 0
+
+
+@pytest.mark.parametrize("kind", ["instance_removal", "query_modification", "response_correction"])
+@pytest.mark.parametrize("solver,min_cosine", [("cg", 0.999), ("llmeraser", 0.99)])
+def test_iterative_solver_matches_exact(trained, requests, references, kind, solver, min_cosine):
+    model, data = trained
+    exact, reference = references[kind]
+    result = eraserlib.erase(model, language_model_loss, data, requests[kind], solver=solver, batch_size=BATCH,
+                             damping=reference["damping"], progress=False)
+    cosine = _cosine(_flat(result.delta), exact)
+    assert cosine >= min_cosine, f"{solver} on {kind}: cosine {cosine:.4f} with the exact solve"
+    assert result.diagnostics["stop_reason"] == "tolerance"
+    assert result.diagnostics["hvp_count"] > 0 and result.diagnostics["wall_time_s"] > 0
+
+
+def test_llmeraser_convergence_estimate_is_conservative(trained, requests, references):
+    """The reported estimate (change between averaging windows) bounds the true relative error."""
+    model, data = trained
+    exact, reference = references["instance_removal"]
+    for seed in range(3):
+        result = eraserlib.erase(model, language_model_loss, data, requests["instance_removal"], solver="llmeraser",
+                                 batch_size=BATCH, damping=reference["damping"], seed=seed, progress=False)
+        error = float((_flat(result.delta) - exact).norm() / exact.norm())
+        assert error <= 2 * result.diagnostics["residual_estimate"], (seed, error, result.diagnostics["residual_estimate"])
+
+
+def test_lissa_neumann_bound_with_full_batches(trained, requests, references):
+    """With full-batch HVPs LiSSA is the deterministic Neumann series: error ≤ (1 − μ/s)^J exactly."""
+    model, data = trained
+    exact, reference = references["response_correction"]
+    objective = TrainingObjective(model, language_model_loss, data, batch_size=len(data))
+    depth = 200
+    with objective.evaluation():
+        b = requests["response_correction"].right_hand_side(objective)
+        x, diagnostics = solve_lissa(objective, b, reference["damping"], depth=depth, progress=False,
+                                     scale=1.05 * reference["largest_eigenvalue"])
+    mu, s = reference["smallest_eigenvalue"], diagnostics["scale"]
+    bound = (1 - mu / s) ** (depth + 1)
+    error = float((x.double() - exact).norm() / exact.norm())
+    assert error <= bound * 1.01 + 1e-4, (error, bound)
+    assert diagnostics["residual_history"] and math.isfinite(diagnostics["residual_estimate"])
+
+
+def test_lissa_reports_its_error(trained, requests, references):
+    model, data = trained
+    exact, reference = references["query_modification"]
+    result = eraserlib.erase(model, language_model_loss, data, requests["query_modification"], solver="lissa",
+                             batch_size=BATCH, damping=reference["damping"], depth=100, progress=False)
+    assert result.diagnostics["stop_reason"] == "depth"
+    assert math.isfinite(result.diagnostics["residual_estimate"])
+    assert _cosine(_flat(result.delta), exact) > 0  # a descent direction, nothing more is promised at depth 100
+
+
+def test_datainf_is_its_closed_form(trained, requests):
+    """DataInf equals its formula computed independently (dense per-example gradients, per tensor)."""
+    model, data = trained
+    objective = TrainingObjective(model, language_model_loss, data[:40], batch_size=BATCH)
+    damping = 0.05
+    with objective.evaluation():
+        b = requests["instance_removal"].right_hand_side(objective)
+        x, diagnostics = solve_datainf(objective, b, damping, progress=False)
+        gradients = objective.per_example_gradients(data[:40])
+    expected, offset = [], 0
+    for p in objective.params:
+        g = gradients[:, offset:offset + p.numel()].double()
+        v = b[offset:offset + p.numel()].double()
+        offset += p.numel()
+        lam = damping
+        inverse = sum(torch.linalg.inv(torch.outer(gi, gi) + lam * torch.eye(len(gi), dtype=torch.float64)) for gi in g) / len(g)
+        expected.append(inverse @ v)  # DataInf: average of per-example inverses, by Sherman–Morrison
+    expected = torch.cat(expected)
+    assert torch.allclose(x.double(), expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+    assert diagnostics["per_tensor_damping"] == [damping] * len(objective.params)
+
+
+def test_datainf_large_damping_limit(trained, requests):
+    """As λ → ∞, (H + λI)⁻¹ b → b/λ; DataInf's approximation must agree in that limit."""
+    model, data = trained
+    result = eraserlib.erase(model, language_model_loss, data, requests["response_correction"], solver="datainf",
+                             batch_size=BATCH, damping=1e4, progress=False)
+    objective = TrainingObjective(model, language_model_loss, data, batch_size=BATCH)
+    with objective.evaluation():
+        b = requests["response_correction"].right_hand_side(objective)
+    assert _cosine(_flat(result.delta), b.double()) > 0.9999
+
+
+def test_spectrum_estimate_brackets_the_dense_spectrum(trained):
+    model, data = trained
+    objective = TrainingObjective(model, language_model_loss, data, batch_size=len(data))
+    with objective.evaluation():
+        dense = torch.linalg.eigvalsh(dense_hessian(objective, progress=False))
+        smallest, largest = estimate_spectrum(objective, iterations=40, sample_size=len(data))
+    assert largest == pytest.approx(float(dense[-1]), rel=1e-3)
+    assert float(dense[0]) < 0, "this adapter is not at a minimum: its Hessian is indefinite"
+    assert float(dense[0]) - 1e-4 <= smallest <= 0.5 * float(dense[0])
