@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib.errors import (
     DoubleBackwardUnsupportedError,
@@ -101,6 +101,7 @@ def solve_llmeraser(
     learning_rate: float | None = None,
     momentum: float = 0.5,
     first_window: int = 16,
+    callback: Callable[[torch.Tensor, int], None] | None = None,
     progress: bool = True,
 ) -> Solution:
     """Minimise F(x) = ½ xᵀ(H + λI)x − bᵀx with one mini-batch HVP per step.
@@ -142,6 +143,8 @@ def solve_llmeraser(
         learning_rate: η; default 1/L (above).
         momentum: β.
         first_window: Length of the first averaging window (the transient before it is discarded).
+        callback: Called as ``callback(answer_so_far, hvp_count)`` whenever a window closes
+            (for studies of accuracy against work; it must not modify the tensor).
         progress: Show a tqdm bar.
 
     Returns:
@@ -184,6 +187,8 @@ def solve_llmeraser(
                 history.append((objective.hvp_count, estimate))
                 bar.set_postfix(change=f"{estimate:.3g}")
             previous, window_sum = average, torch.zeros_like(b)
+            if callback is not None:
+                callback(previous, objective.hvp_count)
             window_start, window_end = window_end, 2 * window_end
             if estimate < tolerance:
                 stop = "tolerance"
@@ -218,6 +223,7 @@ def solve_cg(
     max_iterations: int = 200,
     tolerance: float = 1e-5,
     hessian_examples: int | None = None,
+    callback: Callable[[torch.Tensor, int], None] | None = None,
     progress: bool = True,
 ) -> Solution:
     """Conjugate gradient on A = H + λI with full-data HVPs (each one costs an epoch).
@@ -230,6 +236,7 @@ def solve_cg(
         tolerance: Stop when ‖Ax − b‖/‖b‖ falls below this (the recurrence residual).
         hessian_examples: Use a fixed random subset of this many training examples for H
             (a "large-batch" Hessian); default all n.
+        callback: Called as ``callback(x, hvp_count)`` after every iteration.
         progress: Show a tqdm bar.
 
     Raises:
@@ -264,6 +271,8 @@ def solve_cg(
         relative = math.sqrt(rr_next) / b_norm
         history.append((objective.hvp_count, relative))
         bar.set_postfix(residual=f"{relative:.3g}")
+        if callback is not None:
+            callback(x, objective.hvp_count)
         if not math.isfinite(relative):
             raise SolverDivergedError("CG produced a non-finite residual; check the loss and the damping.")
         if relative < tolerance:
@@ -293,6 +302,7 @@ def solve_lissa(
     repeats: int = 1,
     scale: float | None = None,
     top_eigenvalue: float | None = None,
+    callback: Callable[[torch.Tensor, int], None] | None = None,
     progress: bool = True,
 ) -> Solution:
     """LiSSA: the truncated Neumann series A⁻¹b ≈ (1/s) Σ_{j<J} (I − A_B/s)ʲ b, with a fresh batch per term.
@@ -311,6 +321,7 @@ def solve_lissa(
         repeats: Independent runs averaged.
         scale: s; default 2·(λ_max(H_data) + wd + λ) (a margin for batch-to-batch variation).
         top_eigenvalue: λ_max of the data Hessian if known.
+        callback: Called as ``callback(current answer, hvp_count)`` every 20 terms (single repeat).
         progress: Show a tqdm bar.
     """
     shift = objective.weight_decay + damping
@@ -339,6 +350,8 @@ def solve_lissa(
                 )
             if j % 20 == 0:
                 history.append((objective.hvp_count, _relative(g_average, b_norm)))
+                if callback is not None and repeats == 1:
+                    callback(h / scale, objective.hvp_count)
             bar.update()
         runs.append(h / scale)
     bar.close()

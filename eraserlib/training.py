@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib.hvp import LossFn, trainable_parameters
 
