@@ -200,6 +200,7 @@ class TrainingObjective:
         self.hvp_dtype = hvp_dtype
         self.names, self.params = trainable_parameters(model)
         self.num_parameters = sum(p.numel() for p in self.params)
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.hvp_count = 0  # double-backward passes, one per chunk of ≤ batch_size examples
         self.hvp_examples = 0  # examples seen by those passes
@@ -245,10 +246,15 @@ class TrainingObjective:
         return [self.train_data[i] for i in indices]
 
     def subsample(self, size: int | None) -> Sequence[Any]:
-        """A fixed random subset of the training data (seeded), or all of it if ``size`` is None."""
+        """A random subset of ``size`` training examples, or all of them if ``size`` is None.
+
+        The subset depends only on the seed and the size, so the spectrum estimate and CG on a
+        Hessian subsample of the same size see the same examples.
+        """
         if size is None or size >= self.n:
             return self.train_data
-        indices = sorted(torch.randperm(self.n, generator=self.generator)[:size].tolist())
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + size)
+        indices = sorted(torch.randperm(self.n, generator=generator)[:size].tolist())
         return [self.train_data[i] for i in indices]
 
     # -- oracles -----------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+"""One colour and one label per method, the same in every figure of the book.
+
+Okabe–Ito colours (distinguishable with the common colour-vision deficiencies). Plain data,
+no plotting import: notebooks pass ``palette=METHOD_COLORS`` and ``hue_order=METHOD_ORDER``
+to seaborn.
+"""
+
+METHOD_LABELS = {
+    "corrupted": "Corrupted",
+    "retrain": "Retrain",
+    "llmeraser": "LLMEraser",
+    "gradient_ascent": "Gradient ascent",
+    "finetune": "Fine-tune on corrected",
+    "sisa": "SISA",
+    "cg": "CG",
+    "lissa": "LiSSA",
+    "datainf": "DataInf",
+    "exact": "Exact",
+    "official": "Official code",
+}
+
+_COLORS = {
+    "corrupted": "#999999",  # grey: the starting point
+    "retrain": "#009E73",  # green: the gold standard
+    "llmeraser": "#0072B2",  # blue: the method
+    "gradient_ascent": "#D55E00",
+    "finetune": "#E69F00",
+    "sisa": "#CC79A7",
+    "cg": "#56B4E9",
+    "lissa": "#F0E442",
+    "datainf": "#8C564B",
+    "exact": "#000000",
+    "official": "#D62728",
+}
+
+#: Order in legends and tables.
+METHOD_ORDER = list(METHOD_LABELS)
+
+#: Colour by method key and by display label, so either can be the hue column.
+METHOD_COLORS = {**_COLORS, **{METHOD_LABELS[key]: color for key, color in _COLORS.items()}}
