@@ -6,6 +6,15 @@ Data (this part): raw readers (:mod:`~eraserlib.rec.readers`), item names
 (:mod:`~eraserlib.rec.next_item`), the TALLRec-style binary task
 (:mod:`~eraserlib.rec.preference`) and the seeded corruptions that become unlearning requests
 (:mod:`~eraserlib.rec.corruption`).
+
+Models and experiments: the tokenizer (:mod:`~eraserlib.rec.tokenizer`), the prompts
+(:mod:`~eraserlib.rec.prompts`), examples → tensors and the loss (:mod:`~eraserlib.rec.task`),
+the small Llama or a local checkpoint with a LoRA adapter (:mod:`~eraserlib.rec.model`), the
+cached base pre-trained on held-out users (:mod:`~eraserlib.rec.pretrain`), generation and
+scoring (:mod:`~eraserlib.rec.evaluate`), LLaRA's metrics (:mod:`~eraserlib.rec.metrics`), one
+request's data (:mod:`~eraserlib.rec.scenarios`) and the experiment that runs every method on it
+(``from eraserlib.rec.experiment import run_experiment``; not imported here, so that the data
+layer stays free of torch).
 """
 
 from eraserlib.rec.catalog import clean_movie_title
