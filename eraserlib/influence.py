@@ -117,7 +117,11 @@ def erase(
             HVP was 5% off on a 1B model). ``None`` keeps the model's dtype (saves memory).
         progress: Show progress bars.
         **solver_options: Passed to the solver (e.g. ``max_steps``, ``tolerance``; see
-            :mod:`eraserlib.solvers`).
+            :mod:`eraserlib.solvers`), except ``spectrum_iterations`` (default 20) and
+            ``spectrum_sample_size`` (default four mini-batches): the size of the Lanczos run that
+            estimates the spectrum for the "auto" damping and llmeraser's step size. Its cost is
+            iterations × sample/batch_size mini-batch HVPs — more than a small solve; pass
+            ``top_eigenvalue`` (and a numeric damping) to skip it.
 
     Returns:
         :class:`EraseResult` with ``delta`` (name → tensor) and ``diagnostics``.
@@ -159,7 +163,11 @@ def erase(
                 options.setdefault("hessian", None)
                 if options["hessian"] is None and objective.num_parameters <= options.get("max_parameters", 5000):
                     options["hessian"] = dense_hessian(objective, progress=progress)
-            lam = _resolve_damping(damping, solver, objective, options)
+            spectrum = {"iterations": options.pop("spectrum_iterations", 20),
+                        "sample_size": options.pop("spectrum_sample_size", None)}
+            lam = _resolve_damping(damping, solver, objective, options, spectrum)
+            if solver in ("llmeraser", "lissa") and "top_eigenvalue" not in options and "scale" not in options:
+                options["top_eigenvalue"] = estimate_spectrum(objective, **spectrum)[1]
             diagnostics["damping"] = lam
             diagnostics["damping_rule"] = "auto" if damping == "auto" else "given"
             x, details = SOLVERS[solver](objective, b, lam, progress=progress, **options)
@@ -178,7 +186,8 @@ def erase(
     return EraseResult(delta=delta, diagnostics=diagnostics)
 
 
-def _resolve_damping(damping: float | str, solver: str, objective: TrainingObjective, options: dict) -> float | None:
+def _resolve_damping(damping: float | str, solver: str, objective: TrainingObjective, options: dict,
+                     spectrum: dict) -> float | None:
     """Turn ``damping`` into λ (see :func:`erase` for the "auto" rule); records λ_max for reuse."""
     if damping != "auto":
         return float(damping)
@@ -189,7 +198,8 @@ def _resolve_damping(damping: float | str, solver: str, objective: TrainingObjec
         smallest, largest, margin = float(eigenvalues[0]), float(eigenvalues[-1]), 1.0
     else:
         sample = options.get("hessian_examples") if solver == "cg" else None
-        smallest, largest = estimate_spectrum(objective, sample_size=sample)
+        smallest, largest = estimate_spectrum(objective, iterations=spectrum["iterations"],
+                                              sample_size=sample or spectrum["sample_size"])
         margin = AUTO_NEGATIVE_CURVATURE_MARGIN
         if solver in ("llmeraser", "lissa"):
             options.setdefault("top_eigenvalue", largest)

@@ -143,3 +143,13 @@ def test_diagnostics_are_complete(convex):
     result = _erase(convex, eraserlib.InstanceRemoval(problem.examples[:3]), solver="llmeraser")
     for key in ("solver", "hvp_count", "wall_time_s", "residual_history", "delta_norm", "stop_reason", "damping"):
         assert key in result.diagnostics, key
+
+
+def test_spectrum_estimate_size_is_a_parameter(convex):
+    """The Lanczos run behind "auto" damping costs iterations × sample/batch HVPs; callers can shrink it."""
+    _, problem = convex
+    request = eraserlib.InstanceRemoval(problem.examples[:3])
+    common = {"solver": "llmeraser", "batch_size": 10, "max_steps": 32, "first_window": 8, "tolerance": 0.0}
+    default = _erase(convex, request, **common)
+    small = _erase(convex, request, spectrum_iterations=3, spectrum_sample_size=10, **common)
+    assert default.diagnostics["hvp_count"] - small.diagnostics["hvp_count"] == 5 * 4 - 3  # p=5: 5 Lanczos steps of 4 batches vs 3 of 1
