@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib.errors import InvalidRequestError
 from eraserlib.hvp import LossFn, trainable_parameters

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib.rec.next_item import NextItemExample
 from eraserlib.rec.task import PromptEncoder, example_losses, left_pad, model_device, position_ids

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import eraserlib
 from eraserlib import metrics

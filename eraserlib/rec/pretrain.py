@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib import datasets
 from eraserlib.rec import prompts
