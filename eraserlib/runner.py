@@ -27,7 +27,9 @@ for every other profile, so that building one profile never touches another):
 
 A notebook is executed again only when its inputs changed: the notebook source, the ``eraserlib``
 sources, ``requirements.txt``, the profile or the parameters (a hash stored in the executed
-notebook's metadata). ``--force`` reruns anyway, e.g. after new data arrived.
+notebook's metadata), and the results of the chapters it reads (listed in its metadata as
+``{"eraser_book": {"reads_results_of": [...]}}``; they must come earlier in the toc).
+``--force`` reruns anyway, e.g. after new data arrived.
 """
 
 from __future__ import annotations
@@ -354,7 +356,24 @@ def input_stamp(job: Job) -> str:
     if requirements.is_file():
         digest.update(requirements.read_bytes())
     digest.update(json.dumps(job.parameters, sort_keys=True, default=str).encode())
+    # A chapter that reads other chapters' results (the cost and comparison chapters) lists them in
+    # its notebook metadata, {"eraser_book": {"reads_results_of": [...]}}: their results are inputs.
+    for name in _results_read_by(job.layout.source(job.name)):
+        results = job.layout.results(name)
+        for path in sorted(results.rglob("*")) if results.is_dir() else []:
+            if path.is_file():
+                digest.update(f"{name}/{path.relative_to(results).as_posix()}".encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _results_read_by(source: Path) -> list[str]:
+    """The chapters whose results the notebook at ``source`` reads (its metadata says so)."""
+    try:
+        metadata = json.loads(source.read_text())["metadata"]
+    except (ValueError, KeyError):
+        return []
+    return list(metadata.get(STAMP_KEY, {}).get("reads_results_of", []))
 
 
 def is_up_to_date(job: Job, stamp: str) -> bool:

@@ -174,6 +174,24 @@ def test_stamp_changes_with_the_notebook_and_the_parameters(tmp_path):
     assert runner.input_stamp(job) != stamp
 
 
+def test_stamp_includes_the_results_of_chapters_a_notebook_reads(tmp_path):
+    """A chapter that quotes another's results reruns when those results change."""
+    root = make_tiny_book(tmp_path)
+    source = root / "notebooks" / "tiny.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    notebook.metadata["eraser_book"] = {"reads_results_of": ["experiment"]}
+    nbformat.write(notebook, source)
+    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    before = runner.input_stamp(job)
+    results = job.layout.results("experiment")
+    results.mkdir(parents=True)
+    (results / "runs.csv").write_text("method,score\nretrain,0.5\n")
+    with_results = runner.input_stamp(job)
+    assert with_results != before
+    (results / "runs.csv").write_text("method,score\nretrain,0.6\n")
+    assert runner.input_stamp(job) not in (before, with_results)
+
+
 def test_unknown_profile_and_missing_notebook_are_usage_errors(tmp_path):
     root = make_tiny_book(tmp_path)
     result = cli(root, "run", "notebooks/nope.ipynb")
