@@ -1,5 +1,6 @@
 """The profiler measures what it says: elapsed time, and memory the block added."""
 
+import mmap
 import time
 
 import pytest
@@ -10,9 +11,14 @@ from eraserlib.profiling import measure
 
 def test_cpu_measure_sees_time_and_an_allocation():
     with measure("cpu", interval_s=0.005) as usage:
-        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched (ones writes every page)
+        # A fresh anonymous mapping, every page written: 64 MiB of new resident memory whatever
+        # the allocator kept from earlier tests (a torch tensor can reuse freed, still-resident
+        # heap, and then RSS does not move: CI saw exactly that).
+        block = mmap.mmap(-1, 64 * 2**20)
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
         time.sleep(0.05)
-        del block
+        block.close()
     assert usage.memory_kind == "rss_above_start"
     assert usage.wall_time_s >= 0.05
     assert usage.samples >= 2
