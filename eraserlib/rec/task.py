@@ -49,6 +49,7 @@ class EncodedExample:
 
 
 ITEM_TEXTS = ("token", "title", "title+token")
+_MARK = "\x00"  # brackets an item id in the marked prompt text (never in titles or prompt words)
 
 
 class PromptEncoder:
@@ -64,12 +65,21 @@ class PromptEncoder:
             prompt; the answer is the name) or ``"title+token"`` (the name followed by the token,
             as LLaRA's hybrid prompt follows it by an embedding; the answer is the name).
         max_length: Longest prompt + answer allowed (the model's context); longer raises.
+        item_embedding_offset: LLaRA's hybrid prompt (:mod:`~eraserlib.rec.sasrec`): when set
+            to V, every item the prompt shows is followed by one placeholder id ``V + item``,
+            which :class:`~eraserlib.rec.sasrec.HybridPromptModel` turns into the item's
+            projected SASRec embedding. The prompt's tokens are those of the text-only prompt
+            (tokenised as a whole); the answer has no placeholder. None: text only.
     """
 
     def __init__(self, tokenizer, dataset: str, item_titles: Mapping[int, str], item_text: str = "token",
-                 max_length: int = 1024):
+                 max_length: int = 1024, item_embedding_offset: int | None = None):
         if item_text not in ITEM_TEXTS:
             raise ValueError(f"item_text must be one of {ITEM_TEXTS}, got {item_text!r}.")
+        if item_embedding_offset is not None and item_embedding_offset < len(tokenizer):
+            raise ValueError(f"item_embedding_offset={item_embedding_offset} overlaps the tokenizer's "
+                             f"{len(tokenizer)} ids: use the model's number of embedding rows.")
+        self.item_embedding_offset = item_embedding_offset
         self.tokenizer = tokenizer
         self.wording = prompts.wording_for(dataset)
         self.item_titles = item_titles
@@ -129,23 +139,54 @@ class PromptEncoder:
 
     def prompt_text(self, example: Example) -> str:
         """The prompt of an example."""
+        return self._render(example, self.show)
+
+    def _render(self, example: Example, show) -> str:
         if isinstance(example, NextItemExample):
             return prompts.next_item_prompt(
-                [self.show(i, t) for i, t in zip(example.history, example.history_titles)],
-                [self.show(i, t) for i, t in zip(example.candidates, example.candidate_titles)],
+                [show(i, t) for i, t in zip(example.history, example.history_titles)],
+                [show(i, t) for i, t in zip(example.candidates, example.candidate_titles)],
                 self.wording, self.separator)
         if isinstance(example, PreferenceExample):
             return prompts.preference_prompt(
-                [self.show(i, t) for i, t in zip(example.history, example.history_titles)],
-                example.history_liked, self.show(example.item, example.item_title), self.wording, self.separator)
+                [show(i, t) for i, t in zip(example.history, example.history_titles)],
+                example.history_liked, show(example.item, example.item_title), self.wording, self.separator)
         raise TypeError(f"PromptEncoder cannot encode a {type(example).__name__}.")
+
+    def hybrid_prompt_ids(self, example: Example) -> tuple[int, ...]:
+        """The prompt's ids (no BOS) with ``offset + item`` after the last token of each item mention.
+
+        The text-only prompt is tokenised as a whole and each placeholder goes after the token
+        in which its item's text ends (character offsets), so removing the placeholders gives
+        exactly :meth:`prompt_text`'s ids whatever the tokenizer.
+        """
+        marked = self._render(example, lambda i, t: f"{self.show(i, t)}{_MARK}{int(i)}{_MARK}")
+        pieces = marked.split(_MARK)  # text, item, text, item, ..., text
+        text = "".join(pieces[0::2])
+        ends, length = [], 0
+        for piece, item in zip(pieces[0::2], pieces[1::2]):
+            length += len(piece)
+            ends.append((length, int(item)))  # the mention's text ends at character `length`
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, k = [], 0
+        for token, (_, end) in zip(encoding["input_ids"], encoding["offset_mapping"]):
+            ids.append(token)
+            while k < len(ends) and ends[k][0] <= end:
+                ids.append(self.item_embedding_offset + ends[k][1])
+                k += 1
+        if k != len(ends):
+            raise ValueError(f"Could not place {len(ends) - k} item embeddings in the prompt {text!r}.")
+        return tuple(ids)
 
     def encode(self, example: Example) -> EncodedExample:
         """Prompt and answer ids of one example (memoised by the example itself)."""
         cached = self._cache.get(example)
         if cached is not None:
             return cached
-        prompt = self.bos_ids + self.ids(self.prompt_text(example))
+        if self.item_embedding_offset is None:
+            prompt = self.bos_ids + self.ids(self.prompt_text(example))
+        else:
+            prompt = self.bos_ids + self.hybrid_prompt_ids(example)
         if isinstance(example, NextItemExample):
             answer = self.answer_ids(example.target, example.target_title)
         else:
