@@ -6,6 +6,7 @@ Shared by the recommendation and multimodal experiments (:mod:`eraserlib.rec.exp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -74,3 +75,27 @@ def cost_columns(usage, what: str) -> dict[str, Any]:
     """
     return {"time_s": usage.wall_time_s, "peak_memory_mb": usage.peak_memory_mb, "memory_kind": usage.memory_kind,
             "time_what": what}
+
+
+@contextlib.contextmanager
+def cache_lock(path: str | os.PathLike):
+    """Hold an exclusive lock on the cache entry ``path`` while checking for it and making it.
+
+    Two processes that need the same cached base (two notebooks of a parallel book build, two
+    users of one cache folder) would otherwise both pre-train it; with the lock the second waits
+    and then loads what the first saved. The lock is an ``flock`` on ``<path>.lock`` beside the
+    entry (released when the process dies); where ``fcntl`` is missing (Windows) it is a no-op.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

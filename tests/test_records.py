@@ -36,3 +36,21 @@ def test_jsonable_turns_configs_and_diagnostics_into_json():
     assert json.loads(json.dumps(jsonable(value))) == {"1": [1, 2], "set": [1, 3], "tensor": [1.5], "array": [0, 1],
                                                        "scalar": 0.5, "dtype": "torch.float32"}
     assert machine_load() >= 0 or np.isnan(machine_load())
+
+
+def test_cache_lock_makes_a_second_process_wait(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from eraserlib.records import cache_lock
+
+    entry = tmp_path / "base-abc"
+    script = ("import sys, time\nfrom eraserlib.records import cache_lock\n"
+              f"with cache_lock({str(entry)!r}):\n    print('got', flush=True)\n")
+    with cache_lock(entry):
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert child.poll() is None  # still waiting for the lock
+    out, _ = child.communicate(timeout=60)
+    assert out.strip() == "got" and child.returncode == 0

@@ -32,13 +32,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from eraserlib.mllm import formats, relations, scenes, spurious, tasks
 from eraserlib.mllm.model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
 from eraserlib.mllm.relations import generate_relations
 from eraserlib.mllm.scenes import Scene, SceneObject, render
 from eraserlib.mllm.tasks import VQAExample, VQACollator, answer_loss
+from eraserlib.records import cache_lock
 
 # Bump when the data, the curriculum or the model code changes what a cached base would be.
 CACHE_VERSION = 5
@@ -147,10 +148,11 @@ def load_or_pretrain(
     config = config or TinyLlavaConfig()
     pretrain_config = pretrain_config or PretrainConfig()
     folder = Path(cache_dir or DEFAULT_CACHE_DIR) / cache_key(config, pretrain_config, seed)
-    if not (folder / "manifest.json").exists():
-        base = pretrain(config, pretrain_config, seed, progress)
-        _save(base, folder)
-        return _frozen(base)
+    with cache_lock(folder):  # a concurrent run that needs the same base waits, then loads it
+        if not (folder / "manifest.json").exists():
+            base = pretrain(config, pretrain_config, seed, progress)
+            _save(base, folder)
+            return _frozen(base)
     return _frozen(_load(folder))
 
 

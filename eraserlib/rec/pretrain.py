@@ -47,6 +47,7 @@ from eraserlib.rec.model import ModelConfig, Recommender, build_small_llama, res
 from eraserlib.rec.random_draws import random_draws
 from eraserlib.rec.task import PromptEncoder, answer_loss, left_pad, model_device, position_ids
 from eraserlib.rec.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+from eraserlib.records import cache_lock
 
 #: Bump when the data, the recipe or the model code changes what a cached base would be.
 CACHE_VERSION = 1
@@ -264,14 +265,21 @@ def pretrain_base(
         A :class:`Recommender`; ``info`` has ``heldout_users``, ``cache_hit``, ``path``,
         ``pretrain_time_s``, the final losses and the configs.
     """
-    from transformers import AutoModelForCausalLM
-
     model_config = model_config or ModelConfig()
     config = config or PretrainConfig()
     device = resolve_device(device)
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     key = cache_key(dataset, model_config, config, seed, data_dir, data_seed)
     path = cache_dir / f"{dataset}-{key}"
+    with cache_lock(path):  # a concurrent run that needs the same base waits, then loads it
+        return _load_or_train(path, key, dataset, data_dir, model_config, config, seed, data_seed, device, progress)
+
+
+def _load_or_train(path: Path, key: str, dataset: str, data_dir, model_config: ModelConfig, config: PretrainConfig,
+                   seed: int, data_seed: int, device: torch.device, progress: bool) -> Recommender:
+    """:func:`pretrain_base` once the cache entry is locked."""
+    from transformers import AutoModelForCausalLM
+
     if (path / "info.json").is_file():
         info = json.loads((path / "info.json").read_text())
         model = AutoModelForCausalLM.from_pretrained(path / "model", attn_implementation="eager", local_files_only=True)

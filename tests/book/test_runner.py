@@ -293,3 +293,68 @@ def test_build_removes_pages_whose_notebook_is_gone(book):
     runner.prune(book, "default", keep=["tiny"])
     assert not (layout.book_dir / "old.ipynb").exists() and not layout.results("old").exists()
     assert layout.executed("tiny").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Several notebooks at once
+
+TIMED_SOURCE = """\
+import json, os, time
+from pathlib import Path
+
+started = time.time()
+if reads:
+    read = json.loads(Path("results", reads, "run.json").read_text())  # the chapter it reads
+else:
+    read = None
+if fail:
+    raise ValueError("asked to fail")
+time.sleep(pause)
+Path(results_dir).mkdir(parents=True, exist_ok=True)
+record = {"started": started, "ended": time.time(), "read": read, "threads": os.environ.get("OMP_NUM_THREADS")}
+(Path(results_dir) / "run.json").write_text(json.dumps(record))
+"""
+
+
+def make_parallel_book(root: Path) -> Path:
+    """Three chapters: `slow` and `other` are independent; `reader` reads `slow`'s results."""
+    make_tiny_book(root)
+    (root / "notebooks" / "tiny.ipynb").unlink()
+    (root / "notebooks" / "profiles.yml").write_text("profiles: {smoke: tiny, default: laptop, full: big, paper: gpu}\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: book/slow\n  - file: book/reader\n  - file: book/other\n")
+    for name, reads, pause in (("slow", "", 4), ("reader", "slow", 0), ("other", "", 0)):
+        write_notebook(root / "notebooks" / f"{name}.ipynb",
+                       f'profile = "default"\nresults_dir = "results/{name}"\nreads = "{reads}"\n'
+                       f"pause = {pause}\nfail = False", TIMED_SOURCE)
+    reader = root / "notebooks" / "reader.ipynb"
+    notebook = nbformat.read(reader, as_version=4)
+    notebook.metadata["eraser_book"] = {"reads_results_of": ["slow"]}
+    nbformat.write(notebook, reader)
+    return root
+
+
+def test_parallel_jobs_overlap_but_a_reader_waits_for_what_it_reads(tmp_path):
+    root = make_parallel_book(tmp_path / "book_root")
+    result = cli(root, "run", "--jobs", "2", clean_env=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = Layout(root, "default")
+    runs = {name: json.loads((layout.results(name) / "run.json").read_text()) for name in ("slow", "reader", "other")}
+    assert runs["other"]["started"] < runs["slow"]["ended"]  # ran beside the slow one
+    assert runs["reader"]["started"] >= runs["slow"]["ended"]  # waited for the results it reads
+    assert runs["reader"]["read"] == runs["slow"]
+    assert {r["threads"] for r in runs.values()} == {str(max(1, min(4, len(os.sched_getaffinity(0)) // 2)))}
+    for index, name in enumerate(("slow", "reader", "other"), start=1):
+        assert f"[{index}/3] {name:<6} (default) ran in" in result.stdout
+    again = cli(root, "run", "--jobs", "2")
+    assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 3
+
+
+def test_parallel_jobs_do_not_run_a_reader_of_a_failed_chapter(tmp_path):
+    root = make_parallel_book(tmp_path / "book_root")
+    result = cli(root, "run", "--jobs", "2", "--keep-going", "-p", "fail", "true",
+                 "notebooks/slow.ipynb", "notebooks/reader.ipynb")
+    assert result.returncode == 1
+    assert "slow   (default) FAILED after" in result.stdout
+    assert "reader (default) not run: slow failed" in result.stdout
+    assert not Layout(root, "default").results("reader").exists()
