@@ -44,6 +44,20 @@ def evaluate(model, collator: VQACollator, examples: Sequence[VQAExample], **opt
     raise ValueError(f"unknown benchmark {benchmark!r} in meta; expected 'mm-spubench' or 'r-bench'")
 
 
+def score(examples: Sequence[VQAExample], probabilities: torch.Tensor) -> Evaluation:
+    """The benchmark's metrics of given answer probabilities, dispatching like :func:`evaluate`.
+
+    For models whose answers are not one model's argmax, e.g. SISA's shard ensemble (the mean of
+    the shards' probabilities).
+    """
+    benchmark = examples[0].meta.get("benchmark")
+    if benchmark == "mm-spubench":
+        return score_multiple_choice(examples, probabilities)
+    if benchmark == "r-bench":
+        return score_yes_no(examples, probabilities)
+    raise ValueError(f"unknown benchmark {benchmark!r} in meta; expected 'mm-spubench' or 'r-bench'")
+
+
 def evaluate_multiple_choice(model, collator: VQACollator, examples: Sequence[VQAExample],
                              batch_size: int = 64) -> Evaluation:
     """MM-SpuBench metrics; the answer is the most probable letter.
@@ -51,7 +65,16 @@ def evaluate_multiple_choice(model, collator: VQACollator, examples: Sequence[VQ
     Metrics: ``accuracy/<type>``, ``accuracy/All``, ``accuracy/Average``, and when examples carry
     ``meta["group"]``: ``worst_group_accuracy`` over (type, aligned/conflicting).
     """
-    probabilities = answer_distribution(model, collator, examples, batch_size)
+    return score_multiple_choice(examples, answer_distribution(model, collator, examples, batch_size))
+
+
+def score_multiple_choice(examples: Sequence[VQAExample], probabilities: torch.Tensor) -> Evaluation:
+    """MM-SpuBench metrics of given answer probabilities (e.g. the mean over an ensemble's models).
+
+    Args:
+        examples: the questions.
+        probabilities: ``(N, K)`` probabilities of the candidates, in candidate order.
+    """
     candidates = examples[0].candidates
     answers = [candidates[k] for k in probabilities.argmax(dim=1).tolist()]
     correct = np.array([a == e.answer for a, e in zip(answers, examples)])
@@ -80,10 +103,24 @@ def evaluate_yes_no(model, collator: VQACollator, examples: Sequence[VQAExample]
     ``meta["aligned"]``.
     """
     probabilities = answer_distribution(model, collator, examples, batch_size)
-    if generate:
-        answers = generate_answers(model, collator, examples, batch_size=batch_size)
-    else:
+    answers = generate_answers(model, collator, examples, batch_size=batch_size) if generate else None
+    return score_yes_no(examples, probabilities, answers, subsets)
+
+
+def score_yes_no(examples: Sequence[VQAExample], probabilities: torch.Tensor,
+                 answers: Sequence[str] | None = None,
+                 subsets: Sequence[Sequence[int]] | None = None) -> Evaluation:
+    """R-Bench metrics of given answer probabilities (e.g. the mean over an ensemble's models).
+
+    Args:
+        examples: the questions.
+        probabilities: ``(N, 2)`` probabilities of the candidates, in candidate order.
+        answers: the answers as text (generated); by default the more probable candidate.
+        subsets: as in :func:`evaluate_yes_no`.
+    """
+    if answers is None:
         answers = [examples[0].candidates[k] for k in probabilities.argmax(dim=1).tolist()]
+    answers = list(answers)
     ids = [e.meta["question_id"] for e in examples]
     if subsets is None:
         subsets = rbench_subsets(ids, seed=0)
