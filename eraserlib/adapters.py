@@ -9,6 +9,7 @@ and the library version.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -26,6 +27,7 @@ from torch import nn
 
 from eraserlib.influence import EraseResult, apply_delta, erase
 from eraserlib.errors import AdapterError
+from eraserlib.hvp import trainable_parameters
 
 MANIFEST_NAME = "eraser_manifest.json"
 
@@ -48,6 +50,29 @@ def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike, *, train
     if not (adapter_dir / "adapter_config.json").is_file():
         raise AdapterError(f"{adapter_dir} is not a peft adapter directory (no adapter_config.json in it).")
     return PeftModel.from_pretrained(base_model, str(adapter_dir), is_trainable=trainable)
+
+
+def clone_adapter_model(model: nn.Module) -> nn.Module:
+    """A deep copy of a LoRA model whose frozen weights are *shared* with the original.
+
+    The frozen parameters are put in ``deepcopy``'s memo, so the copy refers to the same tensors:
+    k copies cost one base plus k adapters (what keeps SISA affordable at 7B). The base must
+    stay frozen (no method here trains it).
+    """
+    memo = {id(p): p for p in model.parameters() if not p.requires_grad}
+    return copy.deepcopy(model, memo)
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's values: ``{name: detached clone}`` of every trainable parameter."""
+    names, params = trainable_parameters(model)
+    return {name: p.detach().clone() for name, p in zip(names, params)}
+
+
+def adapter_change(after: nn.Module, before: nn.Module) -> dict[str, torch.Tensor]:
+    """``after − before`` for every trainable parameter (float32, on the CPU)."""
+    first, second = adapter_state(after), adapter_state(before)
+    return {name: (first[name] - second[name]).float().cpu() for name in first}
 
 
 def directory_digest(directory: str | os.PathLike) -> dict[str, str]:

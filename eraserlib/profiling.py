@@ -114,3 +114,10 @@ def measure(device: torch.device | str | None = None, interval_s: float = 0.01):
         usage.peak_memory_bytes = max(0, sampler.peak - sampler.start_rss)
         usage.memory_kind = "rss_above_start"
         usage.samples = sampler.samples
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``"auto"``/``None`` → CUDA when available, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

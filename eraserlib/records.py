@@ -83,8 +83,9 @@ def cache_lock(path: str | os.PathLike):
 
     Two processes that need the same cached base (two notebooks of a parallel book build, two
     users of one cache folder) would otherwise both pre-train it; with the lock the second waits
-    and then loads what the first saved. The lock is an ``flock`` on ``<path>.lock`` beside the
-    entry (released when the process dies); where ``fcntl`` is missing (Windows) it is a no-op.
+    and then loads what the first saved. The lock is an ``flock`` on the hidden file
+    ``.<name>.lock`` beside the entry (released when the process dies); where ``fcntl`` is
+    missing (Windows) it is a no-op.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,7 @@ def cache_lock(path: str | os.PathLike):
     except ImportError:  # pragma: no cover - not on POSIX
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
+    with open(path.with_name(f".{path.name}.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

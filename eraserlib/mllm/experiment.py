@@ -54,7 +54,6 @@ Default sizes and settings: :data:`PRESETS`, with the evidence behind them.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -79,7 +78,8 @@ from eraserlib.mllm.finetune import LORA_ALPHA, LORA_RANK, finetune_config, new_
 from eraserlib.mllm.model import TinyLlavaConfig
 from eraserlib.mllm.pretrain import PretrainConfig, TinyLlava, cache_key, load_or_pretrain
 from eraserlib.mllm.tasks import VQACollator, VQAExample, answer_distribution, answer_loss, split_by_image
-from eraserlib.profiling import measure
+from eraserlib.adapters import adapter_change, clone_adapter_model
+from eraserlib.profiling import measure, resolve_device
 from eraserlib.records import cost_columns, jsonable, machine_load, write_atomically
 from eraserlib.training import TrainConfig, train
 
@@ -275,17 +275,6 @@ class _OnDevice:
         return getattr(self.collator, name)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def adapter_change(model, reference) -> dict[str, torch.Tensor]:
-    """θ_model − θ_reference over the trainable (LoRA) parameters."""
-    theirs = dict(reference.named_parameters())
-    return {name: (p - theirs[name]).detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
 class _Evaluator:
@@ -410,7 +399,7 @@ def run_experiment(
     template = new_adapter(base, seed, r=config.lora_rank, alpha=config.lora_alpha).to(device)
 
     def make_model():
-        return copy.deepcopy(template)  # every method starts from the same adapter
+        return clone_adapter_model(template)  # every method starts from the same adapter; the base is shared
 
     models: dict[str, list] = {}
     costs: dict[str, dict[str, Any]] = {}
@@ -427,7 +416,7 @@ def run_experiment(
             what = "train on the corrupted training set" if method == "corrupted" else "retrain on the clean training set"
             models[method], costs[method] = [model], cost_columns(usage, what)
         elif method == "llmeraser":
-            model = copy.deepcopy(models["corrupted"][0])
+            model = clone_adapter_model(models["corrupted"][0])
             with measure(device) as usage:
                 result = eraserlib.erase(model, answer_loss, corruption.train, request, solver="llmeraser",
                                          weight_decay=train_config.weight_decay, damping=config.erase_damping,
@@ -437,7 +426,7 @@ def run_experiment(
             extra["erase"] = dict(result.diagnostics)
             models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")
         elif method == "gradient_ascent":
-            model = copy.deepcopy(models["corrupted"][0])
+            model = clone_adapter_model(models["corrupted"][0])
             steps = config.gradient_ascent_epochs * math.ceil(len(corruption.old) / train_config.batch_size)
             with measure(device) as usage:
                 gradient_ascent(model, answer_loss, corruption.old, steps=steps, lr=config.gradient_ascent_lr,
@@ -445,7 +434,7 @@ def run_experiment(
                                 max_grad_norm=train_config.max_grad_norm, progress=progress)
             models[method], costs[method] = [model], cost_columns(usage, "gradient ascent on the corrupted examples")
         elif method == "finetune":
-            model = copy.deepcopy(models["corrupted"][0])
+            model = clone_adapter_model(models["corrupted"][0])
             settings = dataclasses.replace(train_config, epochs=config.finetune_epochs, lr=config.finetune_lr,
                                            warmup_steps=0)
             with measure(device) as usage:

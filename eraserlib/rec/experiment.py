@@ -60,7 +60,8 @@ from tqdm import tqdm
 import eraserlib
 from eraserlib import metrics
 from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
-from eraserlib.profiling import measure
+from eraserlib.adapters import adapter_change, clone_adapter_model
+from eraserlib.profiling import measure, resolve_device
 from eraserlib.records import cost_columns, jsonable, machine_load, write_atomically
 from eraserlib.rec import evaluate
 from eraserlib.rec import metrics as rec_metrics
@@ -68,11 +69,8 @@ from eraserlib.rec.model import (
     LoraSettings,
     ModelConfig,
     Recommender,
-    adapter_change,
     add_lora,
-    clone_adapter_model,
     load_local_model,
-    resolve_device,
 )
 from eraserlib.rec.pretrain import (
     DATASET_TASKS,

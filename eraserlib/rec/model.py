@@ -6,13 +6,12 @@ causal-LM folder (e.g. LLaMA2-7B) with its tokenizer. Either way attention is ea
 the Hessian-vector products of the eraser need a second derivative that the fused SDPA kernels
 do not have, and the task is learnt by a peft LoRA adapter on a frozen base.
 
-Models that share a base: :func:`clone_adapter_model` copies a LoRA model but *shares* its frozen
+Models that share a base: :func:`eraserlib.adapters.clone_adapter_model` copies a LoRA model but *shares* its frozen
 weights, so Corrupted, Retrain, LLMEraser and every SISA shard cost one base plus their adapters.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -64,13 +63,6 @@ class LoraSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``"auto"``/``None`` → CUDA when available, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_small_llama(config: ModelConfig, tokenizer, seed: int = 0) -> nn.Module:
@@ -157,29 +149,6 @@ def reset_adapter(model: nn.Module, init_scale: float, seed: int) -> None:
     with torch.no_grad():
         for _, p in zip(*trainable_parameters(model)):
             p.copy_(init_scale * torch.randn(p.shape, generator=generator))
-
-
-def clone_adapter_model(model: nn.Module) -> nn.Module:
-    """A deep copy of a LoRA model whose frozen weights are *shared* with the original.
-
-    The frozen parameters are put in ``deepcopy``'s memo, so the copy refers to the same tensors:
-    k copies cost one base plus k adapters (what keeps SISA affordable at 7B). The base must
-    stay frozen (no method here trains it).
-    """
-    memo = {id(p): p for p in model.parameters() if not p.requires_grad}
-    return copy.deepcopy(model, memo)
-
-
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's values: ``{name: detached clone}`` of every trainable parameter."""
-    names, params = trainable_parameters(model)
-    return {name: p.detach().clone() for name, p in zip(names, params)}
-
-
-def adapter_change(after: nn.Module, before: nn.Module) -> dict[str, torch.Tensor]:
-    """``after − before`` for every trainable parameter (float32, on the CPU)."""
-    first, second = adapter_state(after), adapter_state(before)
-    return {name: (first[name] - second[name]).float().cpu() for name in first}
 
 
 @dataclass

@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 from eraserlib import datasets
 from eraserlib.rec import prompts
-from eraserlib.rec.model import ModelConfig, Recommender, build_small_llama, resolve_device
+from eraserlib.profiling import resolve_device
+from eraserlib.rec.model import ModelConfig, Recommender, build_small_llama
 from eraserlib.rec.random_draws import random_draws
 from eraserlib.rec.task import PromptEncoder, answer_loss, left_pad, model_device, position_ids
 from eraserlib.rec.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer

@@ -5,7 +5,8 @@ import torch
 
 from eraserlib.rec import prompts
 from eraserlib.rec.evaluate import candidate_log_likelihoods, greedy_answers, yes_probabilities
-from eraserlib.rec.model import LoraSettings, ModelConfig, add_lora, build_small_llama, clone_adapter_model
+from eraserlib.adapters import clone_adapter_model
+from eraserlib.rec.model import LoraSettings, ModelConfig, add_lora, build_small_llama
 from eraserlib.rec.next_item import NextItemExample
 from eraserlib.rec.preference import PreferenceExample
 from eraserlib.rec.task import PromptEncoder, answer_loss, answer_token_losses, example_losses
