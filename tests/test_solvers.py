@@ -164,3 +164,36 @@ def test_spectrum_estimate_brackets_the_dense_spectrum(trained):
     assert largest == pytest.approx(float(dense[-1]), rel=1e-3)
     assert float(dense[0]) < 0, "this adapter is not at a minimum: its Hessian is indefinite"
     assert float(dense[0]) - 1e-4 <= smallest <= 0.5 * float(dense[0])
+
+
+def _stiff_least_squares(scale=4.0, n=64, d=8):
+    """Least squares whose few scaled examples make some mini-batches far stiffer than the mean Hessian."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n, d, generator=g)
+    X[:3] *= scale
+    y = X @ torch.randn(d, generator=g) + 0.1 * torch.randn(n, generator=g)
+    model = torch.nn.Linear(d, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.linalg.lstsq(X, y[:, None]).solution.T)
+
+    def loss_fn(m, batch):
+        xs, ys = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        return 0.5 * ((m(xs).squeeze(-1) - ys) ** 2).mean()
+
+    top = float(torch.linalg.eigvalsh(X.T @ X / n).max())  # λ_max of the mean Hessian, exactly
+    return model, loss_fn, list(zip(X, y)), top
+
+
+def test_llmeraser_restarts_when_a_stiff_batch_blows_the_iterate_up(monkeypatch):
+    model, loss_fn, data, top = _stiff_least_squares()
+    request = eraserlib.InstanceRemoval(data[10:14])
+    options = dict(damping=0.1, collate_fn=list, progress=False)
+    exact = _flat(eraserlib.erase(model, loss_fn, data, request, solver="exact", **options).delta)
+    stochastic = dict(solver="llmeraser", batch_size=4, top_eigenvalue=top, max_steps=256, **options)
+    result = eraserlib.erase(model, loss_fn, data, request, **stochastic)
+    assert result.diagnostics["restarts"] >= 1  # the mean Hessian's λ_max is too optimistic for some batches
+    assert _cosine(_flat(result.delta), exact) >= 0.95
+    # without the divergence check the same run returns a blown-up answer
+    monkeypatch.setattr(eraserlib.solvers, "DIVERGENCE_RATIO", 1e12)
+    unchecked = _flat(eraserlib.erase(model, loss_fn, data, request, **stochastic).delta)
+    assert _cosine(unchecked, exact) < 0.5 and unchecked.norm() > 10 * exact.norm()
