@@ -27,7 +27,6 @@ scale, not what they are at the paper's n — see ``benchmarks.gpu_path`` for th
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any

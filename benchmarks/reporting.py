@@ -131,6 +131,17 @@ def write_record(arguments: argparse.Namespace, record: dict[str, Any], started:
     return path
 
 
+def median_seconds(function, repeats: int) -> float:
+    """Median wall-clock of ``repeats`` calls of ``function``, after one warm-up call."""
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """A plain-text table of ``rows`` (dicts) over ``columns``; numbers in 4 significant digits."""
 

@@ -44,15 +44,6 @@ SIZES: dict[str, dict[str, Any]] = {
 BATCH = 32
 
 
-def _median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
 
 def adapter_size(settings: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Unit costs and a fixed-work erase for every (targets, rank)."""
@@ -67,8 +58,8 @@ def adapter_size(settings: dict[str, Any], seed: int) -> list[dict[str, Any]]:
             batch = problem.data[:BATCH]
             vector = torch.randn(objective.num_parameters, generator=torch.Generator().manual_seed(seed))
             with objective.evaluation():
-                gradient_s = _median_seconds(lambda: objective.loss_sum_gradient(batch), settings["repeats"])
-                hvp_s = _median_seconds(lambda: objective.data_hvp(batch, vector), settings["repeats"])
+                gradient_s = reporting.median_seconds(lambda: objective.loss_sum_gradient(batch), settings["repeats"])
+                hvp_s = reporting.median_seconds(lambda: objective.data_hvp(batch, vector), settings["repeats"])
             usage, result, diverged = erase_at_fixed_work(problem, settings["erase_steps"], seed)
             rows.append({"targets": "+".join(t.removesuffix("_proj") for t in targets), "rank": rank,
                          "parameters": objective.num_parameters, "gradient_s": gradient_s, "hvp_s": hvp_s,

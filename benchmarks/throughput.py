@@ -33,15 +33,6 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def _median(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
 
 def _objective(problem: problems.Problem, batch_size: int, dtype: torch.dtype | None) -> TrainingObjective:
     return TrainingObjective(problem.model, problem.loss_fn, problem.data, batch_size=batch_size, hvp_dtype=dtype)
@@ -49,7 +40,7 @@ def _objective(problem: problems.Problem, batch_size: int, dtype: torch.dtype | 
 
 def forward_over_reverse_hvp(objective: TrainingObjective, examples: list, vector: torch.Tensor) -> torch.Tensor:
     """Hv by ``torch.func.jvp`` of ``torch.func.grad`` (the alternative to double backward)."""
-    from torch.func import functional_call, grad, jvp
+    from torch.func import grad, jvp
 
     names = objective.names
     frozen = {k: v for k, v in objective.model.named_parameters() if k not in names}
@@ -93,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for threads in settings["threads"]:
             torch.set_num_threads(threads)
             rows.append({"knob": "threads", "setting": threads,
-                         "seconds": _median(lambda: objective.data_hvp(batch, vector), repeats),
+                         "seconds": reporting.median_seconds(lambda: objective.data_hvp(batch, vector), repeats),
                          "load_1min": reporting.load_average()[0]})
     torch.set_num_threads(max(1, arguments.threads))
 
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         objective = _objective(problem, size, torch.float32)
         batch = [problem.data[i % len(problem.data)] for i in range(size)]
         with objective.evaluation():
-            seconds = _median(lambda: objective.data_hvp(batch, vector), repeats)
+            seconds = reporting.median_seconds(lambda: objective.data_hvp(batch, vector), repeats)
         rows.append({"knob": "hvp_batch_size", "setting": size, "seconds": seconds,
                      "examples_per_second": size / seconds, "load_1min": reporting.load_average()[0]})
 
@@ -117,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 p.data = p.data.float()
         objective = _objective(problem, 32, None)
         with objective.evaluation():
-            seconds = _median(lambda: objective.data_hvp(batch, vector), repeats)
+            seconds = reporting.median_seconds(lambda: objective.data_hvp(batch, vector), repeats)
             products[label] = objective.data_hvp(batch, vector).double()
         rows.append({"knob": "hvp_precision", "setting": label, "seconds": seconds,
                      "load_1min": reporting.load_average()[0]})
@@ -128,9 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 4. double backward vs forward-over-reverse
     objective = _objective(problem, 32, torch.float32)
     with objective.evaluation():
-        double = _median(lambda: hessian_vector_product(problem.loss_fn(model, objective.collate_fn(batch)),
+        double = reporting.median_seconds(lambda: hessian_vector_product(problem.loss_fn(model, objective.collate_fn(batch)),
                                                         objective.params, vector), repeats)
-        functional = _median(lambda: forward_over_reverse_hvp(objective, batch, vector), repeats)
+        functional = reporting.median_seconds(lambda: forward_over_reverse_hvp(objective, batch, vector), repeats)
         agreement = float((forward_over_reverse_hvp(objective, batch, vector).double() - hessian_vector_product(
             problem.loss_fn(model, objective.collate_fn(batch)), objective.params, vector).double()).norm()
             / products["float32"].norm())

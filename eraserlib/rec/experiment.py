@@ -342,18 +342,14 @@ def run_experiment(
     bar = tqdm(methods, desc=f"{dataset} {task} seed {seed}", disable=not progress)
     for method in bar:
         bar.set_postfix(method=method)
-        if method == "corrupted":
+        if method in ("corrupted", "retrain"):
             model = make_model()
+            examples, what = ((scenario.train, "train on the corrupted/full training set") if method == "corrupted"
+                              else (scenario.retrain_data, "retrain on the corrected training set"))
             with measure(device) as usage:
-                train(model, answer_loss, scenario.train, train_config, collate_fn=encoder, progress=progress,
-                      description="Corrupted")
-            models[method], costs[method] = [model], cost_columns(usage, "train on the corrupted/full training set")
-        elif method == "retrain":
-            model = make_model()
-            with measure(device) as usage:
-                train(model, answer_loss, scenario.retrain_data, train_config, collate_fn=encoder, progress=progress,
-                      description="Retrain")
-            models[method], costs[method] = [model], cost_columns(usage, "retrain on the corrected training set")
+                train(model, answer_loss, examples, train_config, collate_fn=encoder, progress=progress,
+                      description=method.capitalize())
+            models[method], costs[method] = [model], cost_columns(usage, what)
         elif method == "llmeraser":
             model = clone_adapter_model(models["corrupted"][0])
             with measure(device) as usage:
