@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from eraserlib.errors import InvalidRequestError
 from eraserlib.hvp import LossFn, trainable_parameters
+from eraserlib.profiling import Usage, measure
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.training import TrainConfig, train
 
@@ -240,3 +241,21 @@ class SISA:
             "retrained_examples": sum(len(self.shards[s]) for s in affected),
             "wall_time_s": time.perf_counter() - start,
         }
+
+
+def timed_sisa(sisa: SISA, train_data: Sequence[Any],
+               request: InstanceRemoval | QueryModification | ResponseCorrection,
+               device: torch.device | str | None = None) -> tuple[Usage, dict[str, Any]]:
+    """SISA as the experiments run it: fit on ``train_data``, then unlearn ``request``, each timed.
+
+    Returns:
+        The :class:`~eraserlib.profiling.Usage` of the unlearning step (the method's cost) and a
+        record: :meth:`SISA.unlearn`'s report plus ``shards``, ``fit_time_s`` (the initial
+        training of all shards) and ``train_count`` (how often each shard was trained).
+    """
+    with measure(device) as setup:
+        sisa.fit(train_data)
+    with measure(device) as usage:
+        info = sisa.unlearn(request)
+    return usage, {**info, "shards": sisa.num_shards, "fit_time_s": setup.wall_time_s,
+                   "train_count": list(sisa.train_count)}

@@ -71,7 +71,7 @@ from tqdm import tqdm
 
 import eraserlib
 from eraserlib import metrics
-from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
+from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent, timed_sisa
 from eraserlib.mllm import corruptions, formats, relations, spurious
 from eraserlib.mllm.evaluation import score
 from eraserlib.mllm.finetune import LORA_ALPHA, LORA_RANK, finetune_config, new_adapter
@@ -444,15 +444,11 @@ def run_experiment(
         elif method == "sisa":
             sisa = SISA(make_model, answer_loss, config.sisa_shards, train_config, collate_fn=collate, seed=seed,
                         progress=progress)
-            with measure(device) as setup:
-                sisa.fit(corruption.train)
-            with measure(device) as usage:
-                info = sisa.unlearn(request)
-            extra["sisa"] = {**info, "shards": config.sisa_shards, "fit_time_s": setup.wall_time_s,
-                             "train_count": list(sisa.train_count)}
+            usage, extra["sisa"] = timed_sisa(sisa, corruption.train, request, device)
             models[method] = sisa.models
-            costs[method] = cost_columns(usage, f"retrain {len(info['affected_shards'])} of {config.sisa_shards} shards")
-            costs[method]["setup_time_s"] = setup.wall_time_s
+            costs[method] = {**cost_columns(usage, f"retrain {len(extra['sisa']['affected_shards'])} of "
+                                                   f"{config.sisa_shards} shards"),
+                             "setup_time_s": extra["sisa"]["fit_time_s"]}
 
     sets = {"test": data[eval_split], "conflict": data["conflict"], "corrected": corruption.new,
             "forget": corruption.old}

@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 import eraserlib
 from eraserlib import metrics
-from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
+from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent, timed_sisa
 from eraserlib.adapters import adapter_change, clone_adapter_model
 from eraserlib.profiling import measure, resolve_device
 from eraserlib.records import cost_columns, jsonable, machine_load, write_atomically
@@ -358,8 +358,7 @@ def run_experiment(
                                          collate_fn=encoder, batch_size=config.erase_batch_size, seed=seed,
                                          progress=progress, **config.erase_options)
                 eraserlib.apply_delta(model, result.delta)
-            extra["erase"] = {k: v for k, v in result.diagnostics.items() if k != "residual_history"}
-            extra["erase"]["residual_history"] = [list(map(float, r)) for r in result.diagnostics.get("residual_history", [])]
+            extra["erase"] = dict(result.diagnostics)  # made JSON-safe when the record is written
             models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")
         elif method == "gradient_ascent":
             model = clone_adapter_model(models["corrupted"][0])
@@ -378,14 +377,11 @@ def run_experiment(
         elif method == "sisa":
             sisa = SISA(make_model, answer_loss, config.sisa_shards, train_config, collate_fn=encoder, seed=seed,
                         progress=progress)
-            with measure(device) as setup:
-                sisa.fit(scenario.train)
-            with measure(device) as usage:
-                info = sisa.unlearn(scenario.request)
-            extra["sisa"] = {**info, "shards": config.sisa_shards, "fit_time_s": setup.wall_time_s}
+            usage, extra["sisa"] = timed_sisa(sisa, scenario.train, scenario.request, device)
             models[method] = sisa.models
-            costs[method] = cost_columns(usage, f"retrain {len(info['affected_shards'])} of {config.sisa_shards} shards")
-            costs[method]["setup_time_s"] = setup.wall_time_s
+            costs[method] = {**cost_columns(usage, f"retrain {len(extra['sisa']['affected_shards'])} of "
+                                                   f"{config.sisa_shards} shards"),
+                             "setup_time_s": extra["sisa"]["fit_time_s"]}
 
     evaluator = _Evaluator(scenario, encoder, config.eval_batch_size, progress)
     rows, distributions = {}, {}
