@@ -23,7 +23,7 @@ ENV_STAMP := $(VENV)/.requirements.sha256
 .PHONY: book test env chromium
 
 book: env
-	$(VENV_PYTHON) -m eraserlib.runner build --profile $(PROFILE)
+	$(VENV_PYTHON) -m eraserbook build --profile $(PROFILE)
 
 # ERASER_REQUIRE_CHROMIUM: a missing browser fails the browser tests instead of skipping them.
 test: env chromium

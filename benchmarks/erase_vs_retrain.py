@@ -1,15 +1,15 @@
 """Erase vs retrain: wall-clock and peak memory of every method on the same request, in one run.
 
 Backend ``rec`` (the default): the recommendation experiment
-(:func:`eraserlib.rec.experiment.run_experiment`) for instance removal (Book-Crossing),
+(:func:`eraserlab.rec.experiment.run_experiment`) for instance removal (Book-Crossing),
 query modification (MovieLens, last history item removed) and response correction
 (MovieLens), at 1%, 5% and 10% of the training examples. It runs Corrupted, Retrain,
 LLMEraser, Gradient Ascent (IR) or fine-tuning on the corrected examples (QM/RC), and SISA,
-each timed with :mod:`eraserlib.profiling` (wall-clock; peak RSS above the start on the CPU,
+each timed with :mod:`eraserlab.profiling` (wall-clock; peak RSS above the start on the CPU,
 peak allocated CUDA memory on a GPU).
 
 Backend ``tiny_lora`` (used when the recommendation arm cannot be imported, or on request):
-the tiny LoRA Llama of :mod:`eraserlib.tiny_lora` with the three request types built as in
+the tiny LoRA Llama of :mod:`eraserlib.toy.tiny_lora` with the three request types built as in
 ``tests/test_solvers.py`` (QM changes the first half of a sequence, RC the second half);
 methods Corrupted, Retrain and LLMEraser.
 
@@ -45,7 +45,7 @@ SIZES = {"tiny": {"model_size": "tiny", "tiny_lora_n": 48, "train_steps": 30},
 def rec_available() -> bool:
     """Whether the recommendation experiment can be imported (it is built beside this suite)."""
     try:
-        from eraserlib.rec.experiment import run_experiment  # noqa: F401
+        from eraserlab.rec.experiment import run_experiment  # noqa: F401
     except ImportError:
         return False
     return True
@@ -53,7 +53,7 @@ def rec_available() -> bool:
 
 def run_rec(tasks: list[str], ratios: list[float], size: str, seed: int, cache_dir: str | None) -> list[dict]:
     """One run_experiment per (task, ratio); returns one row per (request, method)."""
-    from eraserlib.rec.experiment import run_experiment
+    from eraserlab.rec.experiment import run_experiment
 
     rows = []
     for spec in tasks:
@@ -73,8 +73,8 @@ def run_rec(tasks: list[str], ratios: list[float], size: str, seed: int, cache_d
 
 def run_tiny_lora(ratios: list[float], size: str, seed: int) -> list[dict]:
     """Corrupted / Retrain / LLMEraser on the tiny LoRA Llama for IR, QM and RC."""
-    from eraserlib.profiling import measure
-    from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+    from eraserlab.profiling import measure
+    from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
     from eraserlib.training import TrainConfig, train
 
     settings = SIZES[size]

@@ -102,7 +102,7 @@ def language_model_loss(model, batch: torch.Tensor) -> torch.Tensor:
 
 def _timed(device: torch.device, function, repeats: int) -> dict[str, float]:
     """Median seconds of ``function()`` over ``repeats`` calls after one warm-up, and the peak memory."""
-    from eraserlib.profiling import measure
+    from eraserlab.profiling import measure
 
     function()  # warm-up: kernels, allocator
     seconds, peak, absolute = [], 0.0, 0.0
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"shape": shape, "device": str(device), "dtype": str(dtype),
                               "checkpoint": arguments.checkpoint, "paper_h100_reference": PAPER_H100}
 
-    from eraserlib.hvp import TrainingObjective
-    from eraserlib.profiling import measure
+    from eraserlib.objective import TrainingObjective
+    from eraserlab.profiling import measure
 
     with measure(device) as build:
         model = build_model(shape, device, dtype, arguments.checkpoint, arguments.rank, arguments.seed)

@@ -5,7 +5,7 @@
   variances spread log-uniformly over [1/κ, 1]). The trained model is the exact least-squares
   fit, so ∇R(θ̂) = 0 holds to machine precision and the influence update is exact. Cheap per
   example, so n can grow to 10⁵ and the n-dependence of each solver's cost shows.
-* :func:`tiny_lora` — the tiny peft LoRA Llama of :mod:`eraserlib.tiny_lora`, trained on its
+* :func:`tiny_lora` — the tiny peft LoRA Llama of :mod:`eraserlib.toy.tiny_lora`, trained on its
   Markov-chain task: a real adapter, not at an exact minimum, whose Hessian has a few small
   negative eigenvalues and is small enough (p of a few hundred) to form densely.
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import eraserlib
-from eraserlib.hvp import TrainingObjective
+from eraserlib.objective import TrainingObjective
 from eraserlib.solvers import dense_hessian
 
 
@@ -164,7 +164,7 @@ def tiny_lora(num_examples: int = 128, rank: int = 2, target_modules: tuple[str,
         seed: Seeds model, data and request.
         form_hessian: Form the dense H (skip for large adapters).
     """
-    from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+    from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
     from eraserlib.training import TrainConfig, train
 
     config = TinyLoraConfig(num_examples=num_examples, rank=rank, hidden_size=hidden_size, layers=layers, seed=seed)
@@ -188,10 +188,10 @@ def tiny_lora(num_examples: int = 128, rank: int = 2, target_modules: tuple[str,
 
 
 def _with_targets(config, target_modules) -> nn.Module:
-    """:func:`eraserlib.tiny_lora.build_model` with other target modules (same seeded Gaussian init)."""
+    """:func:`eraserlib.toy.tiny_lora.build_model` with other target modules (same seeded Gaussian init)."""
     from peft import LoraConfig, get_peft_model
 
-    from eraserlib.tiny_lora import build_base_model
+    from eraserlib.toy.tiny_lora import build_base_model
 
     model = get_peft_model(build_base_model(config), LoraConfig(
         r=config.rank, lora_alpha=2 * config.rank, target_modules=list(target_modules), lora_dropout=0.0,

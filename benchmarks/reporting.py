@@ -8,7 +8,6 @@ machines where other jobs inflate every wall-clock figure. Each record therefore
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -18,6 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from eraserlib.storage import dumps
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -95,21 +96,6 @@ def output_path(arguments: argparse.Namespace) -> Path:
     return arguments.out or RESULTS_DIR / f"{arguments.benchmark}-{arguments.size}.json"
 
 
-def jsonable(value: Any) -> Any:
-    """Dicts, lists and numbers only: tensors and arrays become lists, NaN/inf become None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and scalars
-        return jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN; "not measured" reads the same
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def write_record(arguments: argparse.Namespace, record: dict[str, Any], started: float,
                  machine_before: dict[str, Any]) -> Path:
     """Write ``record`` with the run's metadata to the output file; returns its path."""
@@ -126,7 +112,7 @@ def write_record(arguments: argparse.Namespace, record: dict[str, Any], started:
         **record,
     }
     temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(jsonable(full), indent=1, allow_nan=False))
+    temporary.write_text(dumps(full))
     os.replace(temporary, path)  # a reader never sees half a file
     return path
 

@@ -28,7 +28,7 @@ import eraserlib
 from benchmarks import problems, reporting
 from eraserlib.errors import SolverDivergedError
 from eraserlib.influence import AUTO_CONDITION_NUMBER
-from eraserlib.profiling import measure
+from eraserlab.profiling import measure
 from eraserlib.solvers import estimate_spectrum
 
 SIZES: dict[str, dict[str, Any]] = {

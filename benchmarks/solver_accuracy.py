@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from benchmarks import problems, reporting
-from eraserlib.hvp import TrainingObjective
+from eraserlib.objective import TrainingObjective
 from eraserlib.solvers import SOLVERS, solve_exact
 
 SIZES: dict[str, dict[str, Any]] = {

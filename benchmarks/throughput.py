@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from benchmarks import problems, reporting
-from eraserlib.hvp import TrainingObjective, flatten, hessian_vector_product, unflatten
+from eraserlib.objective import TrainingObjective, flatten, hessian_vector_product, unflatten
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 8, "layers": 1, "n": 64, "batches": [8, 32], "repeats": 2, "threads": [1, 2]},

@@ -6,7 +6,7 @@
     eraserlib.apply_delta(model, result.delta)
 
 See ``eraserlib.erase`` for the maths and ``docs/CONTRACTS.md`` for the package layout.
-The public names are imported lazily, so that ``import eraserlib.rec`` or the notebook
+The public names are imported lazily, so that ``import eraserlab.rec`` or the notebook
 runner do not pay for importing torch until they use it.
 """
 

@@ -13,8 +13,6 @@ import copy
 import dataclasses
 import datetime
 import hashlib
-import json
-import math
 import os
 import shutil
 import tempfile
@@ -27,7 +25,8 @@ from torch import nn
 
 from eraserlib.influence import EraseResult, apply_delta, erase
 from eraserlib.errors import AdapterError
-from eraserlib.hvp import trainable_parameters
+from eraserlib.objective import trainable_parameters
+from eraserlib.storage import dumps
 
 MANIFEST_NAME = "eraser_manifest.json"
 
@@ -115,20 +114,6 @@ def data_digest(examples: Sequence[Any]) -> str:
     return digest.hexdigest()
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items() if not isinstance(v, torch.Tensor)}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, torch.dtype):
-        return str(value)
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return repr(value)
-
-
 def _check_target(target: Path, source: Path | None) -> None:
     if source is not None:
         source = source.resolve()
@@ -179,12 +164,12 @@ def save_erased_adapter(
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "request": {"kind": result.diagnostics.get("request"), "size": result.diagnostics.get("request_size")},
             "solver": result.diagnostics.get("solver"),
-            "diagnostics": _json_safe(result.diagnostics),
+            "diagnostics": result.diagnostics,
             "source_adapter": None if source is None else {"path": str(source.resolve()), "sha256": directory_digest(source)},
             "train_data_sha256": None if train_data is None else data_digest(train_data),
             "num_train": None if train_data is None else len(train_data),
         }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        (staging / MANIFEST_NAME).write_text(dumps(manifest, indent=2) + "\n")
         if target.exists():  # an empty directory: replace it
             target.rmdir()
         os.replace(staging, target)

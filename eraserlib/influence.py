@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from eraserlib.errors import EraserError, InvalidRequestError
-from eraserlib.hvp import LossFn, TrainingObjective, trainable_parameters, unflatten
+from eraserlib.objective import LossFn, TrainingObjective, trainable_parameters, unflatten
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.solvers import SOLVERS, dense_hessian, estimate_spectrum
 

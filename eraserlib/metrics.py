@@ -7,7 +7,7 @@
   Retrain made to the same parameters.
 * :func:`auc`: the area under the ROC curve, ties counted one half (Mann–Whitney U).
 
-Arms add their own task metrics in their own package (``eraserlib.rec.metrics``, ...).
+Arms add their own task metrics in their own package (``eraserlab.rec.metrics``, ...).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from eraserlib.errors import InvalidRequestError
-from eraserlib.hvp import TrainingObjective
+from eraserlib.objective import TrainingObjective
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Solvers for (H + λI) x = b over the trainable parameters.
 
-Every solver receives a :class:`~eraserlib.hvp.TrainingObjective` (which gives H v, the
+Every solver receives a :class:`~eraserlib.objective.TrainingObjective` (which gives H v, the
 Hessian of the training objective times a vector, weight decay included), the right-hand
 side b and the damping λ, and returns x and a diagnostics dict. Write A = H + λI.
 
@@ -32,7 +32,7 @@ from eraserlib.errors import (
     ProblemTooLargeError,
     SolverDivergedError,
 )
-from eraserlib.hvp import _DOUBLE_BACKWARD_HINT, TrainingObjective, unflatten
+from eraserlib.objective import _DOUBLE_BACKWARD_HINT, TrainingObjective, unflatten
 
 Solution = tuple[torch.Tensor, dict]
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from eraserlib.hvp import LossFn, trainable_parameters
+from eraserlib.objective import LossFn, trainable_parameters
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 
 import eraserlib
 from eraserlib.adapters import MANIFEST_NAME, directory_digest, erase_adapter, load_adapter, save_erased_adapter
-from eraserlib.tiny_lora import TinyLoraConfig, build_base_model, build_model, language_model_loss, make_sequences
+from eraserlib.toy.tiny_lora import TinyLoraConfig, build_base_model, build_model, language_model_loss, make_sequences
 from eraserlib.training import TrainConfig, train
 
 CONFIG = TinyLoraConfig(num_examples=64)

@@ -67,7 +67,7 @@ def test_erase_vs_retrain_tiny_lora(tmp_path):
 def test_erase_vs_retrain_rec(tmp_path):
     if not erase_vs_retrain.rec_available():
         pytest.skip("the recommendation experiment is not importable")
-    from eraserlib import datasets
+    from eraserlab import datasets
 
     try:
         if not (datasets.data_dir() / "ml-100k").is_dir():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import eraserlib
-from eraserlib.convex import fit, logistic_loss, make_problem, parameters_of
+from eraserlib.toy.convex import fit, logistic_loss, make_problem, parameters_of
 
 N, K, WEIGHT_DECAY = 500, 10, 3e-2  # first-order error at 2%: 2.5–7% (exact solve)
 
@@ -87,7 +87,7 @@ def test_renormalised_removal_beats_the_papers_one_over_n(problem):
                              collate_fn=collate, progress=False)
     ours = _flat(result.delta)
     # The paper's right-hand side, solved against the same Hessian.
-    from eraserlib.hvp import TrainingObjective
+    from eraserlib.objective import TrainingObjective
     from eraserlib.solvers import dense_hessian
 
     objective = TrainingObjective(model, logistic_loss, train_data, weight_decay=WEIGHT_DECAY, collate_fn=collate)

@@ -5,9 +5,9 @@ import torch
 from torch.func import functional_call
 
 import eraserlib
-from eraserlib.convex import fit, logistic_loss, make_problem
-from eraserlib.hvp import TrainingObjective
-from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+from eraserlib.toy.convex import fit, logistic_loss, make_problem
+from eraserlib.objective import TrainingObjective
+from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
 
 dattri_hessian = pytest.importorskip("dattri.func.hessian")
 

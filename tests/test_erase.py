@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import eraserlib
-from eraserlib.convex import fit, logistic_loss, make_problem
+from eraserlib.toy.convex import fit, logistic_loss, make_problem
 
 
 def collate(examples):

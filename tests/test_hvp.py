@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 import eraserlib
-from eraserlib.convex import fit, logistic_loss, make_problem
-from eraserlib.hvp import TrainingObjective, flatten
-from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+from eraserlib.toy.convex import fit, logistic_loss, make_problem
+from eraserlib.objective import TrainingObjective, flatten
+from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
 
 CONFIG = TinyLoraConfig(num_examples=48)
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import eraserlib
-from eraserlib.hvp import TrainingObjective
+from eraserlib.objective import TrainingObjective
 from eraserlib.solvers import dense_hessian, estimate_spectrum, solve_datainf, solve_lissa
-from eraserlib.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
 from eraserlib.training import TrainConfig, train
 
 CONFIG = TinyLoraConfig(num_examples=128)

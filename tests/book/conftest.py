@@ -37,16 +37,16 @@ class BuiltBook:
 
 
 def run_runner(*args: str, root: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs ``python -m eraserlib.runner`` in a subprocess (it sets the kernels' environment)."""
+    """Runs ``python -m eraserbook`` in a subprocess (it sets the kernels' environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "eraserlib.runner", *args, "--root", str(root)],
+        [sys.executable, "-m", "eraserbook", *args, "--root", str(root)],
         capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
 def build_book(root: Path, profile: str) -> BuiltBook:
     """Builds ``root`` under ``profile`` with the runner; fails the test with its output if it fails."""
-    from eraserlib.runner import Layout, toc_documents, toc_notebooks
+    from eraserbook.runner import Layout, toc_documents, toc_notebooks
 
     start = time.perf_counter()
     result = run_runner("build", "--profile", profile, root=root)

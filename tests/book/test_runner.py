@@ -1,7 +1,7 @@
 """The notebook runner: profiles, parameters, skipping, atomic outputs, failures, the build.
 
 A tiny book (one MyST page, one notebook that records what it was given) is built in a temporary
-folder; the command-line tests run ``python -m eraserlib.runner`` as a user would.
+folder; the command-line tests run ``python -m eraserbook`` as a user would.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from eraserlib import runner
-from eraserlib.runner import Layout, RunnerError
+from eraserbook import runner
+from eraserbook.runner import Layout, RunnerError
 
 TINY_SOURCE = """\
 import json, os, sys
@@ -78,7 +78,7 @@ def cli(root: Path, *args: str, clean_env: bool = False):
         for name in ("OMP_WAIT_POLICY", "HF_HUB_OFFLINE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
             env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "eraserlib.runner", *args, "--root", str(root)],
+        [sys.executable, "-m", "eraserbook", *args, "--root", str(root)],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
 
@@ -222,7 +222,7 @@ def test_executed_page_hides_parameters_and_ends_with_the_run_box(ran_book):
     about = executed.cells[-1].source
     assert about.startswith(":::{admonition} About this run")
     assert "{download}`run.json <results/tiny/run.json>`" in about
-    assert "python -m eraserlib.runner run notebooks/tiny.ipynb --profile default" in about
+    assert "python -m eraserbook run notebooks/tiny.ipynb --profile default" in about
     assert executed.metadata["eraser_book"]["results"] == ["results/tiny/run.json"]
 
 
