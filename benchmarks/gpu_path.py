@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   for _ in range(shape["train_set"])]
     batch = train_data[:shape["batch_size"]]
 
-    # 1. unit costs, in the model's own dtype (bf16 on the GPU), the HVP as erase runs it with hvp_dtype=None
+    # 1. unit costs, in the model's own dtype (bf16 on the GPU), the HVP as erase runs it with compute_dtype=None
     objective = TrainingObjective(model, language_model_loss, train_data, batch_size=shape["batch_size"],
-                                  hvp_dtype=None, seed=arguments.seed)
+                                  compute_dtype=None, seed=arguments.seed)
     vector = torch.randn(trainable, generator=generator).to(device)
     with objective.evaluation():
         collated = torch.stack(batch)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with measure(device) as usage:
             result = eraserlib.erase(model, language_model_loss, train_data,
                                      eraserlib.InstanceRemoval(train_data[-k:]), solver="llmeraser",
-                                     batch_size=shape["batch_size"], hvp_dtype=None, max_steps=steps,
+                                     batch_size=shape["batch_size"], compute_dtype=None, options={"max_steps": steps},
                                      seed=arguments.seed, progress=False)
         diagnostics = result.diagnostics
         record["erase"] = {
@@ -220,10 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the float32 copy needs whole new blocks, not the bf16 ones
     small = train_data[:shape["accuracy_batch"]]
-    low = TrainingObjective(model, language_model_loss, small, batch_size=len(small), hvp_dtype=None)
+    low = TrainingObjective(model, language_model_loss, small, batch_size=len(small), compute_dtype=None)
     with low.evaluation(), measure(device) as low_usage:
         hvp_low = low.data_hvp(small, vector).double()
-    high = TrainingObjective(model, language_model_loss, small, batch_size=len(small), hvp_dtype=torch.float32)
+    high = TrainingObjective(model, language_model_loss, small, batch_size=len(small), compute_dtype=torch.float32)
     try:
         with measure(device) as high_usage:  # includes converting the base to float32 and back
             with high.evaluation():

@@ -24,7 +24,7 @@ import torch
 
 from benchmarks import problems, reporting
 from eraserlib.errors import NegativeCurvatureError
-from eraserlib.solvers import solve_cg
+from eraserlib.solvers import CG
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"tiny_lora": {"n": 64, "hidden_size": 8, "layers": 1, "train_steps": 20}, "least_squares_n": 256,
@@ -50,8 +50,9 @@ def curve(problem: problems.Problem, subsamples: list[int], draws: int, seed: in
             row = {"problem": problem.name, "n": n, "m": m, "draw": draw}
             try:
                 with objective.evaluation():
-                    x, details = solve_cg(objective, b, damping, max_iterations=200, tolerance=1e-6,
-                                          hessian_examples=m, progress=False)
+                    solved = CG({"max_iterations": 200, "tolerance": 1e-6, "hessian_examples": m}).solve(
+                        objective, b, damping)
+                x, details = solved.solution, solved.diagnostics()
             except NegativeCurvatureError:
                 # A subsample's Hessian has a wider spectrum than the full one: the damping that makes
                 # H + λI positive definite need not do so for H_m + λI. A failure is a result here.

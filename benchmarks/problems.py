@@ -24,7 +24,8 @@ from torch import nn
 
 import eraserlib
 from eraserlib.objective import TrainingObjective
-from eraserlib.solvers import dense_hessian
+from eraserlib import damping
+from eraserlib.solvers import Spectrum, dense_hessian
 
 
 @dataclass
@@ -83,14 +84,11 @@ class Problem:
         return self.hessian
 
 
-def auto_damping(hessian: torch.Tensor, weight_decay: float, condition_number: float = 1e2) -> float:
-    """λ of ``erase(damping="auto")`` for the dense spectrum: every eigenvalue of H + λI ≥ λ_max/κ.
-
-    Same rule as :func:`eraserlib.influence._resolve_damping` with a known spectrum (no margin).
-    """
+def auto_damping(hessian: torch.Tensor, weight_decay: float) -> float:
+    """λ of ``erase(damping="auto")`` for the dense Hessian (weight decay included): the library's rule,
+    :func:`eraserlib.damping.auto_damping`, on the exact spectrum of the data part."""
     eigenvalues = torch.linalg.eigvalsh(hessian) - weight_decay
-    smallest, largest = float(eigenvalues[0]), float(eigenvalues[-1])
-    return max(0.0, max(largest, 0.0) / condition_number - weight_decay - min(smallest, 0.0))
+    return damping.auto_damping(Spectrum(float(eigenvalues[0]), float(eigenvalues[-1]), exact=True), weight_decay)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch
 import eraserlib
 from benchmarks import problems, reporting
 from eraserlib.errors import SolverDivergedError
-from eraserlib.influence import AUTO_CONDITION_NUMBER
+from eraserlib.damping import AUTO_CONDITION_NUMBER
 from eraserlab.profiling import measure
 from eraserlib.solvers import estimate_spectrum
 
@@ -92,8 +92,8 @@ def erase_at_fixed_work(problem: problems.Problem, steps: int, seed: int, reques
         is None if every attempt diverged.
     """
     request = request or problem.request
-    options = {"solver": "llmeraser", "batch_size": BATCH, "seed": seed, "max_steps": steps, "tolerance": 0.0,
-               "progress": False}
+    options = {"solver": "llmeraser", "batch_size": BATCH, "seed": seed, "progress": False,
+               "options": {"max_steps": steps, "tolerance": 0.0}}
     objective = problem.objective(seed)
     attempts: list = ["auto"]
     failures = 0
@@ -108,8 +108,9 @@ def erase_at_fixed_work(problem: problems.Problem, steps: int, seed: int, reques
             failures += 1
             if failures == 1:
                 with objective.evaluation():
-                    smallest, largest = estimate_spectrum(objective, iterations=60, sample_size=4 * BATCH)
-                careful = max(0.0, largest / AUTO_CONDITION_NUMBER - 3.0 * min(smallest, 0.0))
+                    spectrum = estimate_spectrum(objective, iterations=60, sample_size=4 * BATCH)
+                # the library's rule with twice its margin on the most negative curvature
+                careful = max(0.0, spectrum.largest / AUTO_CONDITION_NUMBER - 3.0 * min(spectrum.smallest, 0.0))
                 attempts = [careful, 10 * careful]
     return usage, None, failures
 
@@ -150,7 +151,7 @@ def several_requests(settings: dict[str, Any], seed: int) -> list[dict[str, Any]
         model, data = problem.model, problem.data
         k = max(1, round(0.02 * len(data)))
         groups = [data[i * k:(i + 1) * k] for i in range(count)]
-        options = {"max_steps": settings["erase_steps"] * 4} if solver == "llmeraser" else {}
+        options = {"options": {"max_steps": settings["erase_steps"] * 4}} if solver == "llmeraser" else {}
         # the damping of the joint solve, fixed for every solve so that only the linearisation point differs
         start = time.perf_counter()
         joint = eraserlib.erase(model, problem.loss_fn, data, eraserlib.InstanceRemoval(sum(groups, [])),

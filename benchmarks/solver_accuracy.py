@@ -36,7 +36,7 @@ import torch
 
 from benchmarks import problems, reporting
 from eraserlib.objective import TrainingObjective
-from eraserlib.solvers import SOLVERS, solve_exact
+from eraserlib.solvers import CG, DataInf, Exact, LiSSA, LLMEraser
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -130,29 +130,29 @@ def trace(problem: problems.Problem, method: str, damping: float, system: torch.
     objective = problem.objective(seed)
     tracer = Tracer(objective, system, b, exact)
     details: dict[str, Any] = {}
+    solved = None
     with objective.evaluation():
         tracer.start = time.perf_counter()
         if method == "llmeraser":
             # tolerance 0: run to max_steps and mark where the default stopping rule (0.1) would stop;
             # the trajectory is the same (same seed), the rule only truncates it.
-            x, details = SOLVERS["llmeraser"](objective, b, damping, max_steps=settings["llmeraser_steps"],
-                                              tolerance=0.0, callback=tracer, progress=False)
+            solved = LLMEraser({"max_steps": settings["llmeraser_steps"], "tolerance": 0.0}).solve(
+                objective, b, damping, callback=tracer)
         elif method == "cg":
-            x, details = SOLVERS["cg"](objective, b, damping, max_iterations=settings["cg_iterations"],
-                                       tolerance=1e-7, callback=tracer, progress=False)
+            solved = CG({"max_iterations": settings["cg_iterations"], "tolerance": 1e-7}).solve(
+                objective, b, damping, callback=tracer)
         elif method.startswith("cg_subsample"):
             m = int(method.rsplit("_", 1)[1])
-            x, details = SOLVERS["cg"](objective, b, damping, max_iterations=settings["cg_iterations"],
-                                       tolerance=1e-7, hessian_examples=m, callback=tracer, progress=False)
+            solved = CG({"max_iterations": settings["cg_iterations"], "tolerance": 1e-7, "hessian_examples": m}).solve(
+                objective, b, damping, callback=tracer)
         elif method == "lissa":
-            x, details = SOLVERS["lissa"](objective, b, damping, depth=settings["lissa_depth"], callback=tracer,
-                                          progress=False)
+            solved = LiSSA({"depth": settings["lissa_depth"]}).solve(objective, b, damping, callback=tracer)
         elif method == "datainf":  # DataInf's own per-tensor damping rule, as its authors use it
-            x, details = SOLVERS["datainf"](objective, b, None, progress=False)
+            solved = DataInf().solve(objective, b, None)
         elif method == "datainf_same_damping":  # the same λ as every other solver
-            x, details = SOLVERS["datainf"](objective, b, max(damping, 1e-12), progress=False)
+            solved = DataInf().solve(objective, b, max(damping, 1e-12))
         elif method == "exact":
-            x, details = solve_exact(objective, b, damping, progress=False)
+            solved = Exact().solve(objective, b, damping)
         elif method == "official_shipped":
             x = official_update_rule(objective, b, damping, **OFFICIAL_SHIPPED, callback=tracer, every=1)
         elif method == "official_converged":
@@ -165,6 +165,8 @@ def trace(problem: problems.Problem, method: str, damping: float, system: torch.
         else:
             raise ValueError(method)
         seconds = tracer.seconds()
+        if solved is not None:
+            x, details = solved.solution, solved.diagnostics()
     final = {"hvp_count": objective.hvp_count, "hvp_examples": objective.hvp_examples,
              "batch_hvp_equivalents": objective.hvp_examples / objective.batch_size,
              "gradient_count": objective.gradient_count, "seconds": seconds, **tracer.accuracy(x)}

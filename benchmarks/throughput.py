@@ -6,7 +6,7 @@ Knobs (on the small LoRA Llama of :mod:`benchmarks.scaling`, one HVP over a batc
    with other processes; the default the book and tests use is a cap (``OMP_WAIT_POLICY=PASSIVE``).
 2. **HVP batch size** B: examples per double-backward pass. Larger batches amortise the
    per-call overhead (examples per second), at the price of more memory per call.
-3. **Precision**: the HVP with the base in bf16 against float32 (``hvp_dtype``): time and the
+3. **Precision**: the HVP with the base in bf16 against float32 (``compute_dtype``): time and the
    relative difference of the two products. eraserlib computes HVPs in float32 by default.
 4. **HVP by double backward vs forward-over-reverse** (``torch.func.jvp`` of ``grad``): eraserlib
    uses double backward.
@@ -35,7 +35,7 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def _objective(problem: problems.Problem, batch_size: int, dtype: torch.dtype | None) -> TrainingObjective:
-    return TrainingObjective(problem.model, problem.loss_fn, problem.data, batch_size=batch_size, hvp_dtype=dtype)
+    return TrainingObjective(problem.model, problem.loss_fn, problem.data, batch_size=batch_size, compute_dtype=dtype)
 
 
 def forward_over_reverse_hvp(objective: TrainingObjective, examples: list, vector: torch.Tensor) -> torch.Tensor:

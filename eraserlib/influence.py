@@ -10,25 +10,19 @@ what retraining would do (the book's chapter 2 derives it).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from eraserlib.damping import auto_damping, check_damping
 from eraserlib.errors import EraserError, InvalidRequestError
 from eraserlib.objective import LossFn, TrainingObjective, trainable_parameters, unflatten
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
-from eraserlib.solvers import SOLVERS, dense_hessian, estimate_spectrum
-
-#: "auto" damping makes every eigenvalue of H + λI at least λ_max / AUTO_CONDITION_NUMBER
-#: (see :func:`erase` for why 10²).
-AUTO_CONDITION_NUMBER = 1e2
-#: Safety factor on an *estimated* most negative eigenvalue (Ritz values under-estimate it).
-AUTO_NEGATIVE_CURVATURE_MARGIN = 1.5
+from eraserlib.solvers import Solver, SolverOptions, get_solver
 
 
 @dataclass
@@ -37,8 +31,8 @@ class EraseResult:
 
     Attributes:
         delta: Parameter name → ΔΘ for that parameter (same shape; float32).
-        diagnostics: Solver name, damping, HVP count, wall time, residual history, ‖ΔΘ‖,
-            stop reason, and solver-specific entries.
+        diagnostics: Solver name, damping, product counts, wall time, residual history, ‖ΔΘ‖,
+            stop reason, and solver-specific entries (plain values, ready for JSON).
     """
 
     delta: dict[str, torch.Tensor]
@@ -53,37 +47,35 @@ def _check_request(request: Any) -> None:
         )
 
 
-def _check_damping(damping: float | str) -> None:
-    if damping == "auto":
-        return
-    if isinstance(damping, str) or not isinstance(damping, (int, float)) or not math.isfinite(damping) or damping < 0:
-        raise ValueError(f"damping must be a finite number ≥ 0 or 'auto', got {damping!r}.")
-
-
 def erase(
     model: nn.Module,
     loss_fn: LossFn,
     train_data: Sequence[Any],
     request: InstanceRemoval | QueryModification | ResponseCorrection,
-    solver: str = "llmeraser",
-    weight_decay: float = 0.0,
+    *,
+    solver: str | Solver = "llmeraser",
+    options: SolverOptions | Mapping[str, Any] | None = None,
     damping: float | str = "auto",
+    weight_decay: float = 0.0,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     batch_size: int = 16,
     seed: int = 0,
-    hvp_dtype: torch.dtype | None = torch.float32,
+    compute_dtype: torch.dtype | None = torch.float32,
+    spectrum_iterations: int = 20,
+    spectrum_sample_size: int | None = None,
     progress: bool = True,
-    **solver_options: Any,
 ) -> EraseResult:
     """Estimate how the trainable parameters would change if the model were retrained after ``request``.
 
     ΔΘ = (H + λI)⁻¹ b with H = (1/n) Σ ∇²ℓ(zᵢ; θ̂) + wd·I, and b from the request:
-    (1/n) Σ [∇ℓ(old) − ∇ℓ(new)] for query modification and response correction,
-    (1/(n−k)) Σ_S ∇ℓ(z) + (k/(n−k))·wd·θ̂ for the removal of k examples S.
-    The model is not modified; call :func:`apply_delta` to apply the result.
+
+    * :class:`InstanceRemoval`: b = (1/(n−k)) Σ_S ∇ℓ(z; θ̂) + (k/(n−k))·wd·θ̂;
+    * :class:`QueryModification` / :class:`ResponseCorrection`: b = (1/n) Σ [∇ℓ(old) − ∇ℓ(new)].
+
+    Add the result with :func:`apply_delta`. Nothing is modified here.
 
     Args:
-        model: Any ``nn.Module``; only parameters with ``requires_grad=True`` change (the LoRA
+        model: The trained model; only parameters with ``requires_grad=True`` change (the LoRA
             matrices of a ``PeftModel``). Its attention must be twice differentiable
             (``attn_implementation="eager"``; SDPA is routed to its math kernel automatically).
         loss_fn: ``loss_fn(model, batch) -> scalar``: the *mean* per-example loss over the batch,
@@ -91,57 +83,48 @@ def erase(
         train_data: The n training examples as the model was trained on them (for QM/RC: with
             the *old* versions in place; for IR: including the examples to remove).
         request: :class:`InstanceRemoval`, :class:`QueryModification` or :class:`ResponseCorrection`.
-        solver: ``"llmeraser"`` (default; stochastic quadratic program), ``"cg"``, ``"lissa"``,
-            ``"exact"`` (dense Hessian, small models only) or ``"datainf"``.
+        solver: A name of :data:`eraserlib.solvers.SOLVERS` — ``"llmeraser"`` (default; the
+            stochastic quadratic program), ``"cg"``, ``"lissa"``, ``"exact"`` (dense, small models
+            only), ``"datainf"`` — or a :class:`~eraserlib.solvers.Solver` instance.
+        options: The solver's options: its options dataclass (e.g.
+            :class:`~eraserlib.solvers.LLMEraserOptions`) or a dict of its fields, checked before
+            any work (``Options.help()`` lists them).
+        damping: λ ≥ 0, or ``"auto"``: :func:`eraserlib.damping.auto_damping` on the spectrum the
+            solver sees (Lanczos on a sample; the dense spectrum for ``exact``; DataInf's own
+            per-tensor rule for ``datainf``). Pass a number for comparisons across runs.
         weight_decay: wd of the training objective (L2 in the loss, not decoupled AdamW).
-        damping: λ ≥ 0, or ``"auto"``: the smallest λ that lifts every eigenvalue of H + λI to at
-            least λ_max/10², i.e. λ = max(0, λ_max/10² − wd − 1.5·min(λ_min, 0)) with λ_min, λ_max
-            the extreme eigenvalues of the data Hessian (Lanczos on a sample of four mini-batches,
-            or on the Hessian subsample of ``cg`` when ``hessian_examples`` is given; the dense
-            spectrum, without the 1.5 margin, for ``exact``; DataInf's own per-tensor rule for
-            ``datainf``). Why: with weight decay a convex loss needs no
-            damping, and any λ biases the answer (tests/test_convex.py). An adapter trained
-            with wd = 0 has a Hessian that is singular in most directions and, away from an
-            exact minimum, slightly indefinite: (H + λI)⁻¹b then does not exist or is dominated
-            by directions the data barely constrains. Lifting the spectrum to λ_max/10² makes
-            the quadratic convex with condition number ≲ 10², where the quadratic model of a
-            non-convex loss is most trustworthy and the stochastic solver converges within a
-            few hundred steps (its averaging must span ~κ steps), while directions with
-            curvature above λ_max/10 keep ≥ 90% of their update. Less damping moves the update
-            further (the book's chapters measure it) at a higher cost. Pass a number for
-            comparisons across runs.
         collate_fn: Turns a list of examples into a batch (default ``default_collate``).
-        batch_size: Examples per forward pass and per stochastic HVP.
-        seed: Seeds every random choice (mini-batches, power-iteration start).
-        hvp_dtype: Dtype of gradients and HVPs; float32 by default even for bf16 models (a bf16
-            HVP was 5% off on a 1B model). ``None`` keeps the model's dtype (saves memory).
+        batch_size: Examples per forward pass and per stochastic product.
+        seed: Seeds every random choice (mini-batches, the Lanczos start).
+        compute_dtype: Dtype of gradients and products; float32 by default even for bf16 models
+            (a bf16 HVP was 5% off the float32 one on a 1B model). ``None`` keeps the model's
+            dtype (saves memory).
+        spectrum_iterations: Lanczos steps of the spectrum estimate ("auto" damping, the
+            stochastic solvers' step size). It costs iterations × sample/batch_size mini-batch
+            products — more than a small solve; give ``damping`` and the solver's
+            ``top_eigenvalue`` to skip it.
+        spectrum_sample_size: Examples in the Lanczos sample (default four mini-batches).
         progress: Show progress bars.
-        **solver_options: Passed to the solver (e.g. ``max_steps``, ``tolerance``; see
-            :mod:`eraserlib.solvers`), except ``spectrum_iterations`` (default 20) and
-            ``spectrum_sample_size`` (default four mini-batches): the size of the Lanczos run that
-            estimates the spectrum for the "auto" damping and llmeraser's step size. Its cost is
-            iterations × sample/batch_size mini-batch HVPs — more than a small solve; pass
-            ``top_eigenvalue`` (and a numeric damping) to skip it.
 
     Returns:
         :class:`EraseResult` with ``delta`` (name → tensor) and ``diagnostics``.
 
     Raises:
         InvalidRequestError, NoTrainableParametersError, NonFiniteError, SolverDivergedError,
-        NegativeCurvatureError, DoubleBackwardUnsupportedError, ProblemTooLargeError, ValueError.
+        NegativeCurvatureError, DoubleBackwardUnsupportedError, ProblemTooLargeError,
+        InvalidOptionsError, ValueError.
     """
     _check_request(request)
-    if solver not in SOLVERS:
-        raise ValueError(f"Unknown solver {solver!r}; choose one of {sorted(SOLVERS)}.")
-    _check_damping(damping)
+    solver = solver if isinstance(solver, Solver) else get_solver(solver, options)
+    check_damping(damping)
     if len(train_data) == 0:
         raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
 
     start = time.perf_counter()
     objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
-                                  collate_fn=collate_fn, seed=seed, hvp_dtype=hvp_dtype)
+                                  collate_fn=collate_fn, seed=seed, compute_dtype=compute_dtype)
     diagnostics: dict[str, Any] = {
-        "solver": solver,
+        "solver": solver.name,
         "request": request.kind,
         "request_size": len(request),
         "num_train": objective.n,
@@ -158,22 +141,25 @@ def erase(
             diagnostics.update(damping=0.0 if damping == "auto" else float(damping), stop_reason="zero_rhs",
                                residual_history=[], residual_estimate=0.0)
         else:
-            options = dict(solver_options)
-            if solver == "exact":
-                options.setdefault("hessian", None)
-                if options["hessian"] is None and objective.num_parameters <= options.get("max_parameters", 5000):
-                    options["hessian"] = dense_hessian(objective, progress=progress)
-            spectrum = {"iterations": options.pop("spectrum_iterations", 20),
-                        "sample_size": options.pop("spectrum_sample_size", None)}
-            lam = _resolve_damping(damping, solver, objective, options, spectrum)
-            if solver in ("llmeraser", "lissa") and "top_eigenvalue" not in options and "scale" not in options:
-                options["top_eigenvalue"] = estimate_spectrum(objective, **spectrum)[1]
+            solver.prepare(objective, progress=progress)
+            automatic = damping == "auto" and solver.follows_damping_rule
+            spectrum = None
+            if automatic or solver.needs_spectrum():
+                spectrum = solver.spectrum(objective, spectrum_iterations, spectrum_sample_size)
+            if damping != "auto":
+                lam = float(damping)
+            else:
+                lam = auto_damping(spectrum, objective.weight_decay) if automatic else None
             diagnostics["damping"] = lam
             diagnostics["damping_rule"] = "auto" if damping == "auto" else "given"
-            x, details = SOLVERS[solver](objective, b, lam, progress=progress, **options)
-            diagnostics.update(details)
+            if spectrum is not None:
+                diagnostics["spectrum"] = {"smallest": spectrum.smallest, "largest": spectrum.largest,
+                                           "exact": spectrum.exact}
+            result = solver.solve(objective, b, lam, progress=progress, spectrum=spectrum)
+            x = result.solution
+            diagnostics.update(result.diagnostics())
     if not torch.isfinite(x).all():
-        raise EraserError(f"solver {solver!r} returned a non-finite update; raise the damping.")
+        raise EraserError(f"solver {solver.name!r} returned a non-finite update; raise the damping.")
     delta = {name: piece.detach().to(torch.float32).clone()
              for name, piece in zip(objective.names, unflatten(x.float(), objective.params))}
     diagnostics.update(
@@ -184,27 +170,6 @@ def erase(
         wall_time_s=time.perf_counter() - start,
     )
     return EraseResult(delta=delta, diagnostics=diagnostics)
-
-
-def _resolve_damping(damping: float | str, solver: str, objective: TrainingObjective, options: dict,
-                     spectrum: dict) -> float | None:
-    """Turn ``damping`` into λ (see :func:`erase` for the "auto" rule); records λ_max for reuse."""
-    if damping != "auto":
-        return float(damping)
-    if solver == "datainf":
-        return None  # DataInf's own per-tensor rule
-    if solver == "exact" and options.get("hessian") is not None:
-        eigenvalues = torch.linalg.eigvalsh(options["hessian"]) - objective.weight_decay
-        smallest, largest, margin = float(eigenvalues[0]), float(eigenvalues[-1]), 1.0
-    else:
-        sample = options.get("hessian_examples") if solver == "cg" else None
-        smallest, largest = estimate_spectrum(objective, iterations=spectrum["iterations"],
-                                              sample_size=sample or spectrum["sample_size"])
-        margin = AUTO_NEGATIVE_CURVATURE_MARGIN
-        if solver in ("llmeraser", "lissa"):
-            options.setdefault("top_eigenvalue", largest)
-    floor = max(largest, 0.0) / AUTO_CONDITION_NUMBER
-    return max(0.0, floor - objective.weight_decay - margin * min(smallest, 0.0))
 
 
 def apply_delta(model: nn.Module, delta: dict[str, torch.Tensor], scale: float = 1.0) -> nn.Module:

@@ -39,6 +39,11 @@ _DOUBLE_BACKWARD_HINT = (
 )
 
 
+def double_backward_error(error: object) -> DoubleBackwardUnsupportedError:
+    """The error to raise when a second derivative is missing, with the fix and the cause ``error``."""
+    return DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(error=error))
+
+
 def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
     """The parameters that erasing may change: those with ``requires_grad=True``.
 
@@ -116,7 +121,7 @@ def _check_finite(vector: torch.Tensor, what: str) -> torch.Tensor:
         raise NonFiniteError(
             f"The {what} has {bad} non-finite entries (NaN or Inf). Check the loss on these "
             "examples (e.g. empty targets, log(0)), lower the learning rate the adapter was trained "
-            "with, or compute in float32 (hvp_dtype=torch.float32)."
+            "with, or compute in float32 (compute_dtype=torch.float32)."
         )
     return vector
 
@@ -145,16 +150,14 @@ def hessian_vector_product(
     if not isinstance(dot, torch.Tensor):
         # No gradient carries a graph: an op cut the second-order path (a once-differentiable
         # kernel) — or the loss is linear in θ. Returning H v = 0 would be silently wrong.
-        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(
-            error="the gradient has no autograd graph (is the loss linear in the parameters?)"))
+        raise double_backward_error("the gradient has no autograd graph (is the loss linear in the parameters?)")
     try:
         hv = torch.autograd.grad(dot, params, allow_unused=True)
     except RuntimeError as error:
-        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(error=error)) from error
+        raise double_backward_error(error) from error
     if all(h is None for h in hv):
         # The gradient's graph never reaches θ again: a once-differentiable op cut the path.
-        raise DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(
-            error="the second backward pass does not reach any parameter"))
+        raise double_backward_error("the second backward pass does not reach any parameter")
     return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)])
 
 
@@ -170,7 +173,7 @@ class TrainingObjective:
         batch_size: Examples per forward pass (memory) and per stochastic HVP (noise).
         collate_fn: Turns a list of examples into a batch; default ``torch.utils.data.default_collate``.
         seed: Seeds the mini-batch order.
-        hvp_dtype: Dtype of the model during gradients and HVPs (float32 by default, see
+        compute_dtype: Dtype of the model during gradients and HVPs (float32 by default, see
             :func:`_computation_dtype`); ``None`` keeps the model's own.
     """
 
@@ -184,7 +187,7 @@ class TrainingObjective:
         batch_size: int = 16,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         seed: int = 0,
-        hvp_dtype: torch.dtype | None = torch.float32,
+        compute_dtype: torch.dtype | None = torch.float32,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
@@ -197,7 +200,7 @@ class TrainingObjective:
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
         self.collate_fn = collate_fn or torch.utils.data.default_collate
-        self.hvp_dtype = hvp_dtype
+        self.compute_dtype = compute_dtype
         self.names, self.params = trainable_parameters(model)
         self.num_parameters = sum(p.numel() for p in self.params)
         self.seed = seed
@@ -215,7 +218,7 @@ class TrainingObjective:
         was_training = self.model.training
         self.model.eval()
         try:
-            with _computation_dtype(self.model, self.hvp_dtype), _twice_differentiable_attention():
+            with _computation_dtype(self.model, self.compute_dtype), _twice_differentiable_attention():
                 yield
         finally:
             self.model.train(was_training)
@@ -258,7 +261,8 @@ class TrainingObjective:
         return [self.train_data[i] for i in indices]
 
     # -- oracles -----------------------------------------------------------------------------
-    def _loss(self, batch: Any) -> torch.Tensor:
+    def loss(self, batch: Any) -> torch.Tensor:
+        """``loss_fn(model, batch)``, checked to be a scalar tensor."""
         loss = self.loss_fn(self.model, batch)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise TypeError(
@@ -271,7 +275,7 @@ class TrainingObjective:
         """Σ_{z ∈ examples} ∇ℓ(z; θ̂) as a flat float32 vector (p,), data loss only."""
         total = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
         for count, batch in self.chunks(examples):
-            grads = torch.autograd.grad(self._loss(batch), self.params, allow_unused=True)
+            grads = torch.autograd.grad(self.loss(batch), self.params, allow_unused=True)
             flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
             total += count * flat.to(self.vector_dtype)
             self.gradient_count += 1
@@ -281,7 +285,7 @@ class TrainingObjective:
         """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
         total = torch.zeros_like(vector, dtype=self.vector_dtype)
         for count, batch in self.chunks(examples):
-            total += count * hessian_vector_product(self._loss(batch), self.params, vector).to(self.vector_dtype)
+            total += count * hessian_vector_product(self.loss(batch), self.params, vector).to(self.vector_dtype)
             self.hvp_count += 1
             self.hvp_examples += count
         return _check_finite(total / len(examples), "Hessian-vector product")
@@ -291,11 +295,21 @@ class TrainingObjective:
         examples = self.train_data if examples is None else examples
         return self.data_hvp(examples, vector) + self.weight_decay * vector
 
+    # -- the curvature the solvers use -------------------------------------------------------
+    def data_product(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
+        """The data curvature of ``examples`` times v (flat (p,)): the Hessian (``curvature="hessian"``)."""
+        return self.data_hvp(examples, vector)
+
+    def product(self, vector: torch.Tensor, examples: Sequence[Any] | None = None) -> torch.Tensor:
+        """(curvature of the objective) v = data curvature · v + wd·v, over ``examples`` (default: all n)."""
+        examples = self.train_data if examples is None else examples
+        return self.data_product(examples, vector) + self.weight_decay * vector
+
     def per_example_gradients(self, examples: Sequence[Any]) -> torch.Tensor:
         """∇ℓ(zᵢ; θ̂) for each example, stacked: shape (len(examples), p). One backward each."""
         rows = []
         for example in examples:
-            grads = torch.autograd.grad(self._loss(self.collate_fn([example])), self.params, allow_unused=True)
+            grads = torch.autograd.grad(self.loss(self.collate_fn([example])), self.params, allow_unused=True)
             rows.append(flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]).to(self.vector_dtype))
             self.gradient_count += 1
         return _check_finite(torch.stack(rows), "per-example gradient")

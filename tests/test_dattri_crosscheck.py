@@ -58,7 +58,7 @@ def test_lora_cg_matches_dattri_cg():
     damping = 0.5
     request = eraserlib.InstanceRemoval(data[:2])
     ours = eraserlib.erase(model, language_model_loss, data, request, solver="cg", damping=damping, batch_size=48,
-                           progress=False, tolerance=1e-7)
+                           progress=False, options={"tolerance": 1e-7})
     objective, theta = _objective_of_flat_parameters(model, language_model_loss, torch.stack(data), 0.0)
     state = TrainingObjective(model, language_model_loss, data, batch_size=48)
     with state.evaluation():

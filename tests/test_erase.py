@@ -20,10 +20,11 @@ def convex():
     return fit(problem.examples, problem.weight_decay), problem
 
 
-def _erase(convex, request, **options):
+def _erase(convex, request, **arguments):
     model, problem = convex
-    options = {"solver": "cg", "weight_decay": problem.weight_decay, "collate_fn": collate, "progress": False, **options}
-    return eraserlib.erase(model, logistic_loss, problem.examples, request, **options)
+    arguments = {"solver": "cg", "weight_decay": problem.weight_decay, "collate_fn": collate, "progress": False,
+                 **arguments}
+    return eraserlib.erase(model, logistic_loss, problem.examples, request, **arguments)
 
 
 def test_mismatched_lengths(convex):
@@ -100,13 +101,14 @@ def test_diverging_stochastic_solver_is_named(convex):
 
     with pytest.raises(eraserlib.SolverDivergedError, match="damping"):
         eraserlib.erase(model, concave, problem.examples, eraserlib.InstanceRemoval(problem.examples[:1]),
-                        solver="llmeraser", damping=0.0, collate_fn=collate, progress=False, top_eigenvalue=1.0)
+                        solver="llmeraser", damping=0.0, collate_fn=collate, progress=False,
+                        options={"top_eigenvalue": 1.0})
 
 
 def test_exact_refuses_large_problems(convex):
     _, problem = convex
     with pytest.raises(eraserlib.ProblemTooLargeError, match="max_parameters"):
-        _erase(convex, eraserlib.InstanceRemoval(problem.examples[:1]), solver="exact", max_parameters=3)
+        _erase(convex, eraserlib.InstanceRemoval(problem.examples[:1]), solver="exact", options={"max_parameters": 3})
 
 
 def test_erase_does_not_modify_the_model(convex):
@@ -149,7 +151,7 @@ def test_spectrum_estimate_size_is_a_parameter(convex):
     """The Lanczos run behind "auto" damping costs iterations × sample/batch HVPs; callers can shrink it."""
     _, problem = convex
     request = eraserlib.InstanceRemoval(problem.examples[:3])
-    common = {"solver": "llmeraser", "batch_size": 10, "max_steps": 32, "first_window": 8, "tolerance": 0.0}
+    common = {"solver": "llmeraser", "batch_size": 10, "options": {"max_steps": 32, "first_window": 8, "tolerance": 0.0}}
     default = _erase(convex, request, **common)
     small = _erase(convex, request, spectrum_iterations=3, spectrum_sample_size=10, **common)
     assert default.diagnostics["hvp_count"] - small.diagnostics["hvp_count"] == 5 * 4 - 3  # p=5: 5 Lanczos steps of 4 batches vs 3 of 1

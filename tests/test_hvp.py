@@ -54,7 +54,7 @@ def test_hvp_matches_finite_differences_lora():
     model = build_model(CONFIG)
     data = make_sequences(CONFIG)
     model.double()  # central differences need all the precision they can get
-    objective = TrainingObjective(model, language_model_loss, data, batch_size=16, hvp_dtype=torch.float64)
+    objective = TrainingObjective(model, language_model_loss, data, batch_size=16, compute_dtype=torch.float64)
     vector = torch.randn(objective.num_parameters, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with objective.evaluation():
         product = objective.hvp(vector)
@@ -86,7 +86,7 @@ def test_answer_invariant_to_batch_size_and_order(solver):
     for data, batch_size in [(problem.examples, 7), (problem.examples, 120), (shuffled, 16)]:
         result = eraserlib.erase(model, logistic_loss, data, request, solver=solver, weight_decay=problem.weight_decay,
                                  damping=1e-3, collate_fn=collate, batch_size=batch_size, progress=False,
-                                 **({"tolerance": 1e-10} if solver == "cg" else {}))
+                                 options={"tolerance": 1e-10} if solver == "cg" else None)
         answers.append(flatten(list(result.delta.values())).double())
     for other in answers[1:]:
         assert torch.allclose(answers[0], other, rtol=1e-5, atol=1e-9)
@@ -154,5 +154,5 @@ def test_sdpa_model_works_through_the_math_kernel():
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian"))
     data = make_sequences(CONFIG)
     result = eraserlib.erase(model, language_model_loss, data, eraserlib.InstanceRemoval(data[:2]), solver="cg",
-                             damping=10.0, batch_size=16, progress=False, max_iterations=3)
+                             damping=10.0, batch_size=16, progress=False, options={"max_iterations": 3})
     assert result.diagnostics["hvp_count"] > 0

@@ -12,7 +12,8 @@ import torch
 
 import eraserlib
 from eraserlib.objective import TrainingObjective
-from eraserlib.solvers import dense_hessian, estimate_spectrum, solve_datainf, solve_lissa
+from eraserlib.solvers import DataInf, LiSSA, dense_hessian, estimate_spectrum
+from eraserlib.solvers import llmeraser as llmeraser_module
 from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
 from eraserlib.training import TrainConfig, train
 
@@ -103,8 +104,9 @@ def test_lissa_neumann_bound_with_full_batches(trained, requests, references):
     depth = 200
     with objective.evaluation():
         b = requests["response_correction"].right_hand_side(objective)
-        x, diagnostics = solve_lissa(objective, b, reference["damping"], depth=depth, progress=False,
-                                     scale=1.05 * reference["largest_eigenvalue"])
+        result = LiSSA({"depth": depth, "scale": 1.05 * reference["largest_eigenvalue"]}).solve(
+            objective, b, reference["damping"])
+    x, diagnostics = result.solution, result.diagnostics()
     mu, s = reference["smallest_eigenvalue"], diagnostics["scale"]
     bound = (1 - mu / s) ** (depth + 1)
     error = float((x.double() - exact).norm() / exact.norm())
@@ -116,7 +118,7 @@ def test_lissa_reports_its_error(trained, requests, references):
     model, data = trained
     exact, reference = references["query_modification"]
     result = eraserlib.erase(model, language_model_loss, data, requests["query_modification"], solver="lissa",
-                             batch_size=BATCH, damping=reference["damping"], depth=100, progress=False)
+                             batch_size=BATCH, damping=reference["damping"], options={"depth": 100}, progress=False)
     assert result.diagnostics["stop_reason"] == "depth"
     assert math.isfinite(result.diagnostics["residual_estimate"])
     assert _cosine(_flat(result.delta), exact) > 0  # a descent direction, nothing more is promised at depth 100
@@ -129,7 +131,8 @@ def test_datainf_is_its_closed_form(trained, requests):
     damping = 0.05
     with objective.evaluation():
         b = requests["instance_removal"].right_hand_side(objective)
-        x, diagnostics = solve_datainf(objective, b, damping, progress=False)
+        result = DataInf().solve(objective, b, damping)
+        x, diagnostics = result.solution, result.diagnostics()
         gradients = objective.per_example_gradients(data[:40])
     expected, offset = [], 0
     for p in objective.params:
@@ -160,7 +163,8 @@ def test_spectrum_estimate_brackets_the_dense_spectrum(trained):
     objective = TrainingObjective(model, language_model_loss, data, batch_size=len(data))
     with objective.evaluation():
         dense = torch.linalg.eigvalsh(dense_hessian(objective, progress=False))
-        smallest, largest = estimate_spectrum(objective, iterations=40, sample_size=len(data))
+        spectrum = estimate_spectrum(objective, iterations=40, sample_size=len(data))
+    smallest, largest = spectrum.smallest, spectrum.largest
     assert largest == pytest.approx(float(dense[-1]), rel=1e-3)
     assert float(dense[0]) < 0, "this adapter is not at a minimum: its Hessian is indefinite"
     assert float(dense[0]) - 1e-4 <= smallest <= 0.5 * float(dense[0])
@@ -189,11 +193,11 @@ def test_llmeraser_restarts_when_a_stiff_batch_blows_the_iterate_up(monkeypatch)
     request = eraserlib.InstanceRemoval(data[10:14])
     options = dict(damping=0.1, collate_fn=list, progress=False)
     exact = _flat(eraserlib.erase(model, loss_fn, data, request, solver="exact", **options).delta)
-    stochastic = dict(solver="llmeraser", batch_size=4, top_eigenvalue=top, max_steps=256, **options)
+    stochastic = dict(solver="llmeraser", batch_size=4, options={"top_eigenvalue": top, "max_steps": 256}, **options)
     result = eraserlib.erase(model, loss_fn, data, request, **stochastic)
     assert result.diagnostics["restarts"] >= 1  # the mean Hessian's λ_max is too optimistic for some batches
     assert _cosine(_flat(result.delta), exact) >= 0.95
     # without the divergence check the same run returns a blown-up answer
-    monkeypatch.setattr(eraserlib.solvers, "DIVERGENCE_RATIO", 1e12)
+    monkeypatch.setattr(llmeraser_module, "DIVERGENCE_RATIO", 1e12)
     unchecked = _flat(eraserlib.erase(model, loss_fn, data, request, **stochastic).delta)
     assert _cosine(unchecked, exact) < 0.5 and unchecked.norm() > 10 * exact.norm()

@@ -423,7 +423,7 @@ def run_experiment(
                 result = eraserlib.erase(model, answer_loss, corruption.train, request, solver="llmeraser",
                                          weight_decay=train_config.weight_decay, damping=config.erase_damping,
                                          collate_fn=collate, batch_size=config.erase_batch_size, seed=seed,
-                                         progress=progress, **config.erase_options)
+                                         progress=progress, options=config.erase_options)
                 eraserlib.apply_delta(model, result.delta)
             extra["erase"] = dict(result.diagnostics)
             models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")

@@ -358,7 +358,7 @@ def run_experiment(
                 result = eraserlib.erase(model, answer_loss, scenario.train, scenario.request, solver="llmeraser",
                                          weight_decay=train_config.weight_decay, damping=config.erase_damping,
                                          collate_fn=encoder, batch_size=config.erase_batch_size, seed=seed,
-                                         progress=progress, **config.erase_options)
+                                         progress=progress, options=config.erase_options)
                 eraserlib.apply_delta(model, result.delta)
             extra["erase"] = dict(result.diagnostics)  # made JSON-safe when the record is written
             models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")

@@ -1,0 +1,112 @@
+"""The dense solve: form the p×p curvature matrix and solve in float64 (small p only). The reference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from eraserlib.errors import ProblemTooLargeError
+from eraserlib.objective import TrainingObjective, double_backward_error
+from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
+
+#: Columns of the dense matrix computed per batched backward pass.
+COLUMN_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class ExactOptions(SolverOptions):
+    """Options of the dense solve."""
+
+    max_parameters: int = option(5000, "refuse above this p (the matrix has p² entries and costs ~p products per "
+                                       "data chunk)")
+    hessian: torch.Tensor | None = option(None, "a precomputed dense_hessian(objective) to reuse (float64, p×p, "
+                                                "weight decay included)")
+
+
+def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch.Tensor:
+    """The p×p Hessian of the training objective (weight decay included), float64, symmetrised.
+
+    Built column block by column block with batched double backward over all n examples;
+    cost ≈ p HVPs per data chunk, so only for small p.
+    """
+    p = objective.num_parameters
+    hessian = torch.zeros(p, p, dtype=torch.float64)
+    bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", disable=not progress,
+               leave=False)
+    for count, batch in objective.chunks(objective.train_data):
+        grads = torch.autograd.grad(objective.loss(batch), objective.params, create_graph=True, allow_unused=True)
+        flat = torch.cat([(torch.zeros_like(q) if g is None else g).reshape(-1) for g, q in zip(grads, objective.params)])
+        if not flat.requires_grad:
+            raise double_backward_error("the gradient has no autograd graph (is the loss linear in the parameters?)")
+        for start in range(0, p, COLUMN_BLOCK):
+            stop = min(start + COLUMN_BLOCK, p)
+            basis = torch.zeros(stop - start, p, dtype=flat.dtype, device=flat.device)
+            basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+            rows = torch.autograd.grad(flat, objective.params, grad_outputs=basis, retain_graph=True,
+                                       is_grads_batched=True, allow_unused=True)
+            rows = torch.cat([torch.zeros(stop - start, q.numel(), dtype=flat.dtype, device=flat.device) if r is None
+                              else r.reshape(stop - start, -1) for r, q in zip(rows, objective.params)], dim=1)
+            hessian[start:stop] += count * rows.double().cpu()
+        objective.hvp_count += p
+        objective.hvp_examples += p * count
+        bar.update()
+    bar.close()
+    hessian /= objective.n
+    hessian = 0.5 * (hessian + hessian.T)
+    hessian += objective.weight_decay * torch.eye(p, dtype=torch.float64)
+    return hessian
+
+
+class Exact(Solver):
+    """Solve (H + λI)x = b with the dense matrix, in float64.
+
+    Raises :class:`~eraserlib.ProblemTooLargeError` above ``max_parameters``.
+    """
+
+    name = "exact"
+    Options = ExactOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.matrix: torch.Tensor | None = self.options.hessian
+
+    def _check_size(self, objective: TrainingObjective) -> None:
+        p = objective.num_parameters
+        if p > self.options.max_parameters:
+            raise ProblemTooLargeError(
+                f"solver='exact' would form a {p}×{p} Hessian ({p * p * 8 / 2**30:.1f} GiB in float64, ~{p} HVPs per "
+                f"data chunk), above max_parameters={self.options.max_parameters}. Use solver='cg' or 'llmeraser', or "
+                "raise max_parameters if you really mean it."
+            )
+
+    def prepare(self, objective: TrainingObjective, *, progress: bool = False) -> None:
+        """Form the dense matrix once (reused by :meth:`spectrum` and :meth:`solve`)."""
+        if self.matrix is None:
+            self._check_size(objective)
+            self.matrix = dense_hessian(objective, progress=progress)
+
+    def spectrum(self, objective: TrainingObjective, iterations: int, sample_size: int | None) -> Spectrum:
+        """The exact extreme eigenvalues of the data part (weight decay removed)."""
+        self.prepare(objective)
+        eigenvalues = torch.linalg.eigvalsh(self.matrix) - objective.weight_decay
+        return Spectrum(float(eigenvalues[0]), float(eigenvalues[-1]), exact=True)
+
+    def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
+              progress: bool = False, callback: Callback | None = None,
+              spectrum: Spectrum | None = None) -> SolverResult:
+        self._check_size(objective)
+        self.prepare(objective, progress=progress)
+        p = objective.num_parameters
+        system = self.matrix + float(damping or 0.0) * torch.eye(p, dtype=torch.float64)
+        eigenvalues = torch.linalg.eigvalsh(system)
+        rhs = b.double().cpu()
+        x = torch.linalg.solve(system, rhs)
+        residual = float((system @ x - rhs).norm() / rhs.norm())
+        return SolverResult(solution=x.to(b.device), stop_reason="direct_solve", residual_estimate=residual,
+                            residual_history=[(objective.hvp_count, residual)], steps=1,
+                            details={"smallest_eigenvalue": float(eigenvalues[0]),
+                                     "largest_eigenvalue": float(eigenvalues[-1]),
+                                     "positive_definite": bool(eigenvalues[0] > 0)})
