@@ -10,13 +10,12 @@ and the library version.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from eraserlib.influence import EraseResult, apply_delta, erase
 from eraserlib.errors import AdapterError
+from eraserlib.matching import feed
 from eraserlib.objective import trainable_parameters
 from eraserlib.storage import dumps
 
@@ -83,34 +83,10 @@ def directory_digest(directory: str | os.PathLike) -> dict[str, str]:
     return digests
 
 
-def _feed(digest: "hashlib._Hash", value: Any) -> None:
-    """Feed a canonical byte form of ``value`` (tensors, containers, dataclasses, scalars) into ``digest``."""
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous()
-        digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(f"dataclass:{type(value).__qualname__}:".encode())
-        for field in dataclasses.fields(value):
-            digest.update(field.name.encode())
-            _feed(digest, getattr(value, field.name))
-    elif isinstance(value, Mapping):
-        digest.update(b"map:")
-        for key in sorted(value, key=repr):
-            _feed(digest, key)
-            _feed(digest, value[key])
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"seq:{len(value)}:".encode())
-        for item in value:
-            _feed(digest, item)
-    else:
-        digest.update(f"{type(value).__name__}:{value!r};".encode())
-
-
 def data_digest(examples: Sequence[Any]) -> str:
     """A SHA-256 of the training data that changes if any example changes (order included)."""
     digest = hashlib.sha256()
-    _feed(digest, list(examples))
+    feed(digest, list(examples))
     return digest.hexdigest()
 
 

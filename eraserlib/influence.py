@@ -119,6 +119,7 @@ def erase(
     check_damping(damping)
     if len(train_data) == 0:
         raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
+    positions = request.locate(train_data)  # every request example must be a training example, by value
 
     start = time.perf_counter()
     objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
@@ -127,6 +128,7 @@ def erase(
         "solver": solver.name,
         "request": request.kind,
         "request_size": len(request),
+        "request_indices": positions,
         "num_train": objective.n,
         "num_parameters": objective.num_parameters,
         "weight_decay": weight_decay,

@@ -23,14 +23,46 @@ depends on the request. With the training objective R(θ) = (1/n) Σ ℓ(zᵢ; �
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from eraserlib.errors import InvalidRequestError
+from eraserlib.matching import ExampleIndex
 from eraserlib.objective import TrainingObjective
+
+
+def _check_examples(examples: Any, what: str) -> None:
+    """``examples`` must be a sequence of examples (a list or tuple), not one example that happens to be iterable."""
+    if isinstance(examples, (str, bytes, bytearray, Mapping)) or hasattr(examples, "shape"):
+        kind = type(examples).__name__
+        raise InvalidRequestError(
+            f"{what} got a {kind}, which is one example (or text), not a sequence of examples: pass a list, e.g. "
+            f"[example] for a single one. (A batched tensor is ambiguous: pass list(tensor) for one example per row.)")
+    if not isinstance(examples, Sequence):
+        raise InvalidRequestError(
+            f"{what} needs a sequence (list or tuple) of training examples, got {type(examples).__name__}.")
+
+
+def _index(train_data: Sequence[Any] | ExampleIndex) -> ExampleIndex:
+    return train_data if isinstance(train_data, ExampleIndex) else ExampleIndex(train_data)
+
+
+def _check_positions(indices: Sequence[int], n: int, what: str) -> list[int]:
+    """Training-data positions given by the user: integers in range, each once."""
+    positions = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) and not (hasattr(i, "__index__") and not hasattr(i, "shape")):
+            raise InvalidRequestError(f"{what}: index {i!r} is not an integer.")
+        i = int(i)
+        if not 0 <= i < n:
+            raise InvalidRequestError(f"{what}: index {i} is outside train_data (n = {n}).")
+        positions.append(i)
+    if len(set(positions)) != len(positions):
+        raise InvalidRequestError(f"{what}: an index appears twice; each training example can be named once.")
+    return positions
 
 
 @dataclass(frozen=True)
@@ -45,11 +77,30 @@ class InstanceRemoval:
     kind = "instance_removal"
 
     def __post_init__(self):
+        _check_examples(self.examples, "InstanceRemoval")
         if len(self.examples) == 0:
             raise InvalidRequestError("InstanceRemoval got no examples: the request is empty.")
 
+    @classmethod
+    def from_indices(cls, train_data: Sequence[Any], indices: Sequence[int]) -> InstanceRemoval:
+        """The removal of ``train_data[i]`` for each i in ``indices`` (distinct, in range)."""
+        return cls([train_data[i] for i in _check_positions(indices, len(train_data), "InstanceRemoval")])
+
     def __len__(self) -> int:
         return len(self.examples)
+
+    def locate(self, train_data: Sequence[Any] | ExampleIndex) -> list[int]:
+        """Where the removed examples are in ``train_data`` (by value, see :mod:`eraserlib.matching`).
+
+        Raises:
+            InvalidRequestError: an example is not in the data, or named more often than it occurs.
+        """
+        return _index(train_data).locate(self.examples, "InstanceRemoval example")
+
+    def apply_to(self, train_data: Sequence[Any], positions: Sequence[int] | None = None) -> list[Any]:
+        """The data the request leaves: ``train_data`` without the removed examples (order kept)."""
+        drop = set(self.locate(train_data) if positions is None else positions)
+        return [z for i, z in enumerate(train_data) if i not in drop]
 
     def right_hand_side(self, objective: TrainingObjective) -> torch.Tensor:
         """b = (1/(n−k)) Σ_S ∇ℓ(z; θ̂) + (k/(n−k))·wd·θ̂, flat (p,)."""
@@ -75,6 +126,8 @@ class _Substitution:
 
     def __post_init__(self):
         name = type(self).__name__
+        _check_examples(self.old, f"{name} (old)")
+        _check_examples(self.new, f"{name} (new)")
         if len(self.old) != len(self.new):
             raise InvalidRequestError(
                 f"{name} needs one replacement per example: got {len(self.old)} old and "
@@ -85,6 +138,28 @@ class _Substitution:
 
     def __len__(self) -> int:
         return len(self.old)
+
+    @classmethod
+    def from_indices(cls, train_data: Sequence[Any], indices: Sequence[int], new: Sequence[Any]):
+        """The request that replaces ``train_data[indices[j]]`` by ``new[j]``."""
+        positions = _check_positions(indices, len(train_data), cls.__name__)
+        return cls([train_data[i] for i in positions], list(new))
+
+    def locate(self, train_data: Sequence[Any] | ExampleIndex) -> list[int]:
+        """Where the ``old`` examples are in ``train_data`` (by value, see :mod:`eraserlib.matching`).
+
+        Raises:
+            InvalidRequestError: an ``old`` example is not in the data, or named more often than it occurs.
+        """
+        return _index(train_data).locate(self.old, f"{type(self).__name__} old example")
+
+    def apply_to(self, train_data: Sequence[Any], positions: Sequence[int] | None = None) -> list[Any]:
+        """The data the request leaves: ``train_data`` with each ``old`` example replaced by its ``new`` one."""
+        positions = self.locate(train_data) if positions is None else positions
+        after = list(train_data)
+        for i, replacement in zip(positions, self.new):
+            after[i] = replacement
+        return after
 
     def right_hand_side(self, objective: TrainingObjective) -> torch.Tensor:
         """b = (1/n) Σᵢ [∇ℓ(oldᵢ; θ̂) − ∇ℓ(newᵢ; θ̂)], flat (p,)."""

@@ -101,7 +101,7 @@ def test_sisa_substitutions_replace_examples_in_their_shards(request_type):
 def test_sisa_rejects_examples_it_never_saw():
     data = dataset()
     sisa = SISA(make_model, squared_loss, num_shards=2, config=CONFIG, collate_fn=collate).fit(data)
-    with pytest.raises(InvalidRequestError, match="not in any SISA shard"):
+    with pytest.raises(InvalidRequestError, match="SISA request example 0 is not in train_data"):
         sisa.unlearn(InstanceRemoval([((9.0, 9.0), 0.0)]))
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from eraserlib.errors import InvalidRequestError
+from eraserlib.matching import ExampleIndex
 from eraserlib.objective import LossFn
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.training import TrainConfig, train
@@ -35,9 +36,7 @@ class SISA:
         seed: Seeds the random assignment of examples to shards.
         progress: Show progress bars.
 
-    Examples are found in the shards by hash and equality (frozen dataclasses, tuples), or by
-    identity for objects hashed by identity (tensors): the request must then hold the very
-    objects of ``train_data``.
+    Examples are found in the shards by value (:mod:`eraserlib.matching`).
     """
 
     def __init__(
@@ -91,21 +90,10 @@ class SISA:
         self.train_count[s] += 1
 
     def _locate(self, examples: Sequence[Any]) -> list[tuple[int, int]]:
-        """(shard, position) of each example, each occurrence used at most once."""
-        where: dict[Hashable, list[tuple[int, int]]] = {}
-        for s, shard in enumerate(self.shards):
-            for i, example in enumerate(shard):
-                where.setdefault(example, []).append((s, i))
-        found = []
-        for example in examples:
-            places = where.get(example)
-            if not places:
-                raise InvalidRequestError(
-                    "A request example is not in any SISA shard: requests must name examples of the "
-                    "training data (the same objects, for examples hashed by identity such as tensors)."
-                )
-            found.append(places.pop())
-        return found
+        """(shard, position) of each example, by value (:mod:`eraserlib.matching`), each occurrence used once."""
+        places = [(s, i) for s, shard in enumerate(self.shards) for i in range(len(shard))]
+        index = ExampleIndex([self.shards[s][i] for s, i in places])
+        return [places[k] for k in index.locate(examples, "SISA request example")]
 
     def unlearn(self, request: InstanceRemoval | QueryModification | ResponseCorrection) -> dict[str, Any]:
         """Apply the request to the shards' data and retrain, from scratch, only the shards it touches.
