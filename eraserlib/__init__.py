@@ -33,6 +33,8 @@ _PUBLIC = {
     "DoubleBackwardUnsupportedError": "eraserlib.errors",
     "ProblemTooLargeError": "eraserlib.errors",
     "AdapterError": "eraserlib.errors",
+    "causal_lm_loss": "eraserlib.losses",
+    "CausalLMCollator": "eraserlib.losses",
 }
 
 __all__ = sorted(_PUBLIC)
@@ -63,4 +65,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         ProblemTooLargeError,
         SolverDivergedError,
     )
+    from eraserlib.losses import CausalLMCollator, causal_lm_loss
     from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
