@@ -46,7 +46,7 @@ def run_runner(*args: str, root: Path, timeout: float = 600) -> subprocess.Compl
 
 def build_book(root: Path, profile: str) -> BuiltBook:
     """Builds ``root`` under ``profile`` with the runner; fails the test with its output if it fails."""
-    from eraserbook.runner import Layout, toc_documents, toc_notebooks
+    from eraserbook.layout import Layout, toc_documents, toc_notebooks
 
     start = time.perf_counter()
     result = run_runner("build", "--profile", profile, root=root)
