@@ -74,8 +74,8 @@ def _rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    lines = ["| | |", "|---|---|"]
+def _table(rows: list[tuple[str, str]], heading: str) -> str:
+    lines = [f"| | {heading} |", "|---|---|"]
     lines += [f"| {name} | `{value}` |" if name != "CPU" else f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
@@ -112,9 +112,9 @@ def environment_page(records: dict[str, dict[str, Any] | None], profile: str) ->
                          "environments; `--force` reruns them).\n")
             continue
         which = "Every chapter" if len(groups) == 1 else f"The chapters {chapters}"
-        parts.append(f"{which} ran in this environment:\n\n{_table(_rows(environment))}\n")
+        parts.append(f"{which} ran in this environment:\n\n{_table(_rows(environment), 'recorded')}\n")
     build = [(label, _version(name)) for name, label in BUILD_PACKAGES.items()]
-    parts.append(f"The pages were built with:\n\n{_table(build)}\n")
+    parts.append(f"The pages were built with:\n\n{_table(build, 'version')}\n")
     return "\n".join(parts)
 
 

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import html_check  # noqa: E402
+from book_settings import copy_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_BOOK = Path(__file__).parent / "fixtures" / "demo_book"
@@ -87,7 +88,7 @@ def fixture_book(tmp_path_factory) -> BuiltBook:
     """The fixture book (one MyST page, one glue notebook) with the real ``_config.yml``, smoke profile."""
     root = tmp_path_factory.mktemp("fixture") / "demo_book"
     shutil.copytree(FIXTURE_BOOK, root)
-    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    copy_settings(root)
     return build_book(root, "smoke")
 
 

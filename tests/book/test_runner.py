@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from book_settings import copy_settings
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from eraserbook import jobs
@@ -61,7 +62,7 @@ def write_notebook(path: Path, parameters: str, body: str = TINY_SOURCE) -> None
 def make_tiny_book(root: Path) -> Path:
     (root / "notebooks").mkdir(parents=True)
     (root / "book").mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "_config.yml", root / "_config.yml")
+    copy_settings(root)
     (root / "_toc.yml").write_text(TOC_YML)
     (root / "book" / "intro.md").write_text("# Tiny book\n\nA page.\n")
     (root / "notebooks" / "profiles.yml").write_text(PROFILES_YML)
