@@ -18,7 +18,7 @@ through the given paths, so nothing is downloaded.
 
 On a built book (the default profile's, after ``make book``)::
 
-    python tests/book/html_check.py [--profile default] [--screenshots artifacts/screenshots/default]
+    python tests/book/html_check.py [--profile default]   # screenshots: artifacts/screenshots/default
 """
 
 from __future__ import annotations
@@ -309,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help="whose build to check (default: default)")
     parser.add_argument("--root", type=Path, default=repository, help="book root (default: the repository)")
-    parser.add_argument("--screenshots", type=Path, help="save one PNG per page here")
+    parser.add_argument("--screenshots", type=Path,
+                        help="one PNG per page goes here (default: artifacts/screenshots/<profile>)")
     args = parser.parse_args(argv)
+    screenshots = args.screenshots or repository / "artifacts" / "screenshots" / args.profile
     html = Layout(args.root.resolve(), args.profile).html_dir
     if not (html / "index.html").is_file():
         print(f"no built book at {html}: run `python -m eraserbook build --profile {args.profile}`")
@@ -322,14 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = temporary_profile()
     driver = open_chromium(*found, profile_dir)
     try:
-        reports = check_book(driver, html, toc_documents(args.root.resolve()), args.screenshots)
+        reports = check_book(driver, html, toc_documents(args.root.resolve()), screenshots)
     finally:
         driver.quit()
         shutil.rmtree(profile_dir, ignore_errors=True)
     broken = [report for report in reports if report.problems]
     for report in broken:
         print(report)
-    print(f"{len(reports)} pages checked, {len(broken)} with problems")
+    print(f"{len(reports)} pages checked, {len(broken)} with problems; screenshots in {screenshots}")
     return 1 if broken else 0
 
 
