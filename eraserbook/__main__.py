@@ -1,7 +1,7 @@
-"""``python -m eraserbook`` runs the book's command line (see :mod:`eraserbook.runner`)."""
+"""``python -m eraserbook`` runs the book's command line (see :mod:`eraserbook.cli`)."""
 
 import sys
 
-from eraserbook.runner import main
+from eraserbook.cli import main
 
 sys.exit(main())

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import html_check  # noqa: E402
+from book_settings import copy_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_BOOK = Path(__file__).parent / "fixtures" / "demo_book"
@@ -46,7 +47,7 @@ def run_runner(*args: str, root: Path, timeout: float = 600) -> subprocess.Compl
 
 def build_book(root: Path, profile: str) -> BuiltBook:
     """Builds ``root`` under ``profile`` with the runner; fails the test with its output if it fails."""
-    from eraserbook.runner import Layout, toc_documents, toc_notebooks
+    from eraserbook.layout import Layout, toc_documents, toc_notebooks
 
     start = time.perf_counter()
     result = run_runner("build", "--profile", profile, root=root)
@@ -87,7 +88,7 @@ def fixture_book(tmp_path_factory) -> BuiltBook:
     """The fixture book (one MyST page, one glue notebook) with the real ``_config.yml``, smoke profile."""
     root = tmp_path_factory.mktemp("fixture") / "demo_book"
     shutil.copytree(FIXTURE_BOOK, root)
-    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    copy_settings(root)
     return build_book(root, "smoke")
 
 

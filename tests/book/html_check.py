@@ -2,15 +2,23 @@
 
 Used by ``test_html.py``. The checks, per page:
 
-* every image loads with a non-zero natural size;
-* every local link (``a[href]``), stylesheet and script resolves to an existing file, and every
-  ``#fragment`` to an element with that id in the target page;
+* every image loads with a non-zero natural size and has alt text (not its file name, which is
+  what Sphinx writes when a figure has none);
+* every local link (``a[href]``), stylesheet and script resolves to an existing file inside the
+  book (not to a source file or a repository path beside it), and every ``#fragment`` to an
+  element with that id in the target page;
+* no table or code block is wider than the text column at the 1280 px window (with every
+  folded cell opened): the reader would have to scroll it sideways;
 * no unrendered MyST (literal ``{glue:...}``, ``{download}``, ``{numref}``... in the text);
 * no error output from a notebook (traceback or stderr cells, a Python exception line);
 * math typeset by MathJax (which loads from the book itself, not from a CDN).
 
 Chromium and its driver are Debian's ``chromium`` and ``chromium-driver``; selenium drives them
 through the given paths, so nothing is downloaded.
+
+On a built book (the default profile's, after ``make book``)::
+
+    python tests/book/html_check.py [--profile default]   # screenshots: artifacts/screenshots/default
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ UNRENDERED = re.compile(r"\{(glue(:\w+)?|download|numref|ref|doc|eq|math|cite)\}
 ERROR_SELECTORS = ", ".join(
     [".output.traceback", ".output.stderr", ".cell_output .stderr", ".system-message"]
 )
+IMAGE_FILE = re.compile(r"\.(png|jpe?g|gif|svg|webp)$", re.I)
 PYTHON_ERROR = re.compile(r"Traceback \(most recent call last\)|^[A-Z]\w+(Error|Exception): ", re.M)
 
 
@@ -81,17 +90,19 @@ class PageReport:
     images: int = 0
     local_links: int = 0
     math: int = 0
+    blocks: int = 0  # tables and code blocks whose width was measured
 
     def __str__(self) -> str:
         return f"{self.page}:\n  " + "\n  ".join(self.problems)
 
 
-def check_page(driver, page: Path, timeout: float = 15.0) -> PageReport:
+def check_page(driver, page: Path, *, root: Path | None = None, timeout: float = 15.0) -> PageReport:
     """Loads ``page`` and checks it (see the module docstring).
 
     Args:
         driver: a selenium driver from :func:`open_chromium`.
         page: an HTML file on disk.
+        root: the book's HTML folder; a local link must stay inside it (default: the page's folder).
         timeout: seconds to wait for images and math.
 
     Returns:
@@ -101,7 +112,7 @@ def check_page(driver, page: Path, timeout: float = 15.0) -> PageReport:
     driver.get(page.resolve().as_uri())
     _wait_until_loaded(driver, timeout)
     _check_images(driver, report)
-    _check_local_references(driver, page, report)
+    _check_local_references(driver, (root or page.parent).resolve(), report)
     # Code blocks may show MyST syntax on purpose; only prose must not.
     text = driver.execute_script(
         "const body = document.body.cloneNode(true);"
@@ -124,6 +135,7 @@ def check_page(driver, page: Path, timeout: float = 15.0) -> PageReport:
         if match:
             report.problems.append(f"a Python error in a cell's output: {match.group(0)}")
     _check_math(driver, report)
+    _check_widths(driver, report)  # last: it opens the folded cells
     return report
 
 
@@ -149,15 +161,17 @@ def _wait_until_loaded(driver, timeout: float) -> None:
 def _check_images(driver, report: PageReport) -> None:
     images = driver.execute_script(
         "return Array.from(document.images).map(i => "
-        "[i.getAttribute('src'), i.naturalWidth, i.naturalHeight, i.complete])"
+        "[i.getAttribute('src'), i.naturalWidth, i.naturalHeight, i.complete, i.getAttribute('alt') || ''])"
     )
     report.images = len(images)
-    for src, width, height, complete in images:
+    for src, width, height, complete, alt in images:
         if not complete or not width or not height:
             report.problems.append(f"image does not load: {src} ({width}x{height})")
+        if not alt.strip() or alt == src or IMAGE_FILE.search(alt):
+            report.problems.append(f"image without alt text: {src} (alt {alt!r})")
 
 
-def _check_local_references(driver, page: Path, report: PageReport) -> None:
+def _check_local_references(driver, root: Path, report: PageReport) -> None:
     references = driver.execute_script(
         "const pick = (selector, attribute, property) => "
         "  Array.from(document.querySelectorAll(selector))"
@@ -172,9 +186,12 @@ def _check_local_references(driver, page: Path, report: PageReport) -> None:
         if parts.scheme != "file":
             continue  # external links are not this book's to check (and there is no network)
         report.local_links += 1
-        target = Path(unquote(parts.path))
+        target = Path(unquote(parts.path)).resolve()
         if target.is_dir():
             target = target / "index.html"
+        if root not in target.parents:
+            report.problems.append(f"link to a file outside the book ({selector}): {raw} -> {target}")
+            continue
         if not target.is_file():
             report.problems.append(f"broken link ({selector}): {raw} -> {target} does not exist")
             continue
@@ -193,6 +210,28 @@ def _check_math(driver, report: PageReport) -> None:
     report.math = counts[1]
     if counts[0] and not counts[1]:
         report.problems.append(f"{counts[0]} math element(s) not typeset by MathJax")
+
+
+def _check_widths(driver, report: PageReport) -> None:
+    """Tables and code blocks that do not fit the text column (or their own box, for code)."""
+    wide = driver.execute_script(
+        "document.querySelectorAll('details').forEach(d => { d.open = true; });"
+        "document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));"
+        "const column = document.querySelector('article.bd-article') || document.querySelector('main')"
+        "  || document.body;"
+        "const limit = column.clientWidth;"
+        "return Array.from(column.querySelectorAll('table, pre')).map(e => {"
+        "  const box = e.tagName === 'PRE' ? Math.min(e.clientWidth, limit) : limit;"
+        "  return [e.tagName.toLowerCase(), e.scrollWidth, box, (e.innerText || '').trim().slice(0, 70)];"
+        "}).filter(([tag, need, box]) => box > 0);"
+    )
+    report.blocks = len(wide)
+    for tag, need, box, text in wide:
+        if need <= box + 1:
+            continue
+        kind = "table" if tag == "table" else "code block"
+        first = text.splitlines()[0] if text else ""
+        report.problems.append(f"{kind} wider than the text column ({need} px > {box} px): {first!r}")
 
 
 class _IdCollector(HTMLParser):
@@ -235,3 +274,66 @@ def screenshot(driver, page: Path, target: Path, max_height: int = 6000) -> Path
 def temporary_profile() -> Path:
     """A fresh, empty user-data directory (the caller removes it)."""
     return Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+
+
+def check_book(driver, html: Path, documents: list[str], screenshots: Path | None = None) -> list[PageReport]:
+    """Checks every page of a built book, and saves a screenshot of each when asked.
+
+    Args:
+        driver: a selenium driver from :func:`open_chromium`.
+        html: the book's HTML folder (``<tree>/_build/html``).
+        documents: the toc's documents, e.g. ``["book/intro", ...]``.
+        screenshots: a folder for one ``<page>.png`` per document, or None.
+
+    Returns:
+        One report per document, in toc order.
+    """
+    reports = []
+    for document in documents:
+        page = html / f"{document}.html"
+        reports.append(check_page(driver, page, root=html))
+        if screenshots is not None:
+            screenshot(driver, page, screenshots / f"{Path(document).name}.png")
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Checks a built book in headless Chromium; exit status 1 when a page has a problem."""
+    import argparse
+    import sys
+
+    repository = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repository))
+    from eraserbook.layout import Layout, toc_documents
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="default", help="whose build to check (default: default)")
+    parser.add_argument("--root", type=Path, default=repository, help="book root (default: the repository)")
+    parser.add_argument("--screenshots", type=Path,
+                        help="one PNG per page goes here (default: artifacts/screenshots/<profile>)")
+    args = parser.parse_args(argv)
+    screenshots = args.screenshots or repository / "artifacts" / "screenshots" / args.profile
+    html = Layout(args.root.resolve(), args.profile).html_dir
+    if not (html / "index.html").is_file():
+        print(f"no built book at {html}: run `python -m eraserbook build --profile {args.profile}`")
+        return 2
+    found = find_chromium()
+    if found is None:
+        print("chromium and chromedriver not found: apt-get install chromium chromium-driver")
+        return 2
+    profile_dir = temporary_profile()
+    driver = open_chromium(*found, profile_dir)
+    try:
+        reports = check_book(driver, html, toc_documents(args.root.resolve()), screenshots)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile_dir, ignore_errors=True)
+    broken = [report for report in reports if report.problems]
+    for report in broken:
+        print(report)
+    print(f"{len(reports)} pages checked, {len(broken)} with problems; screenshots in {screenshots}")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The notebook runner: profiles, parameters, skipping, atomic outputs, failures, the build.
+"""The book machinery: profiles, parameters, skipping, atomic outputs, failures, the build.
 
 A tiny book (one MyST page, one notebook that records what it was given) is built in a temporary
 folder; the command-line tests run ``python -m eraserbook`` as a user would.
@@ -14,10 +14,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from book_settings import copy_settings
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from eraserbook import runner
-from eraserbook.runner import Layout, RunnerError
+from eraserbook import jobs
+from eraserbook.errors import RunnerError
+from eraserbook.jobs import input_stamp, is_up_to_date, make_jobs
+from eraserbook.layout import Layout, prune, toc_documents, toc_notebooks
+from eraserbook.profiles import parse_value
 
 TINY_SOURCE = """\
 import json, os, sys
@@ -58,7 +62,7 @@ def write_notebook(path: Path, parameters: str, body: str = TINY_SOURCE) -> None
 def make_tiny_book(root: Path) -> Path:
     (root / "notebooks").mkdir(parents=True)
     (root / "book").mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "_config.yml", root / "_config.yml")
+    copy_settings(root)
     (root / "_toc.yml").write_text(TOC_YML)
     (root / "book" / "intro.md").write_text("# Tiny book\n\nA page.\n")
     (root / "notebooks" / "profiles.yml").write_text(PROFILES_YML)
@@ -112,66 +116,66 @@ def test_profiles_must_name_known_profiles_notebooks_and_parameters(tmp_path):
     profiles = root / "notebooks" / "profiles.yml"
     profiles.write_text(PROFILES_YML.replace("smoke: {scale", "quick: {scale"))
     with pytest.raises(RunnerError, match="unknown profile 'quick'"):
-        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+        make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
     profiles.write_text(PROFILES_YML.replace("scale: 2", "scael: 2"))
     with pytest.raises(RunnerError, match="sets scael, which notebooks/tiny.ipynb does not declare"):
-        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+        make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
     profiles.write_text(PROFILES_YML.replace("  tiny:", "  tinny:"))
     with pytest.raises(RunnerError, match="no notebook named tinny"):
-        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+        make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
     profiles.write_text(PROFILES_YML.replace("paper: gpu", ""))
     with pytest.raises(RunnerError, match="must describe exactly"):
-        runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
+        make_jobs(root, "smoke", ["tiny"], {}, explicit=False)
 
 
 def test_parameters_resolve_defaults_then_profile_then_command_line(tmp_path):
     root = make_tiny_book(tmp_path)
-    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    (job,) = make_jobs(root, "default", ["tiny"], {}, explicit=True)
     assert job.parameters == {"profile": "default", "results_dir": "results/tiny"}
-    (job,) = runner.make_jobs(root, "smoke", ["tiny"], {}, explicit=True)
+    (job,) = make_jobs(root, "smoke", ["tiny"], {}, explicit=True)
     assert job.parameters["scale"] == 2
-    (job,) = runner.make_jobs(root, "smoke", ["tiny"], {"scale": runner.parse_value("0.5")}, explicit=True)
+    (job,) = make_jobs(root, "smoke", ["tiny"], {"scale": parse_value("0.5")}, explicit=True)
     assert job.parameters["scale"] == 0.5
     with pytest.raises(RunnerError, match="declares no parameter 'ratio'"):
-        runner.make_jobs(root, "smoke", ["tiny"], {"ratio": 0.1}, explicit=True)
+        make_jobs(root, "smoke", ["tiny"], {"ratio": 0.1}, explicit=True)
     with pytest.raises(RunnerError, match="set by the runner"):
-        runner.make_jobs(root, "smoke", ["tiny"], {"results_dir": "x"}, explicit=True)
-    assert runner.parse_value("[1, 2]") == [1, 2] and runner.parse_value("true") is True
-    assert runner.parse_value("1e-3") == 0.001 and runner.parse_value("abc") == "abc"
+        make_jobs(root, "smoke", ["tiny"], {"results_dir": "x"}, explicit=True)
+    assert parse_value("[1, 2]") == [1, 2] and parse_value("true") is True
+    assert parse_value("1e-3") == 0.001 and parse_value("abc") == "abc"
 
 
 def test_notebooks_must_declare_the_runner_parameters(tmp_path):
     root = make_tiny_book(tmp_path)
     write_notebook(root / "notebooks" / "tiny.ipynb", "scale = 1\nfail = False")
     with pytest.raises(RunnerError, match="must define profile, results_dir"):
-        runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+        make_jobs(root, "default", ["tiny"], {}, explicit=True)
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), root / "notebooks" / "tiny.ipynb")
     with pytest.raises(RunnerError, match="no cell is tagged 'parameters'"):
-        runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
+        make_jobs(root, "default", ["tiny"], {}, explicit=True)
 
 
 def test_toc_and_notebooks_must_agree(tmp_path):
     root = make_tiny_book(tmp_path)
-    assert runner.toc_documents(root) == ["book/intro", "book/tiny"]
-    assert runner.toc_notebooks(root) == ["tiny"]
+    assert toc_documents(root) == ["book/intro", "book/tiny"]
+    assert toc_notebooks(root) == ["tiny"]
     (root / "_toc.yml").write_text(TOC_YML + "  - file: book/missing\n")
     with pytest.raises(RunnerError, match="lists 'book/missing'"):
-        runner.toc_notebooks(root)
+        toc_notebooks(root)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     with pytest.raises(RunnerError, match="notebooks not in _toc.yml: tiny"):
-        runner.toc_notebooks(root)
+        toc_notebooks(root)
 
 
 def test_stamp_changes_with_the_notebook_and_the_parameters(tmp_path):
     root = make_tiny_book(tmp_path)
-    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
-    stamp = runner.input_stamp(job)
-    assert runner.input_stamp(job) == stamp  # deterministic
+    (job,) = make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    stamp = input_stamp(job)
+    assert input_stamp(job) == stamp  # deterministic
     job.parameters["scale"] = 2
-    assert runner.input_stamp(job) != stamp
+    assert input_stamp(job) != stamp
     del job.parameters["scale"]
     write_notebook(root / "notebooks" / "tiny.ipynb", 'profile = "default"\nresults_dir = "r"\nscale = 1\nfail = 0')
-    assert runner.input_stamp(job) != stamp
+    assert input_stamp(job) != stamp
 
 
 def test_stamp_includes_the_results_of_chapters_a_notebook_reads(tmp_path):
@@ -181,15 +185,52 @@ def test_stamp_includes_the_results_of_chapters_a_notebook_reads(tmp_path):
     notebook = nbformat.read(source, as_version=4)
     notebook.metadata["eraser_book"] = {"reads_results_of": ["experiment"]}
     nbformat.write(notebook, source)
-    (job,) = runner.make_jobs(root, "default", ["tiny"], {}, explicit=True)
-    before = runner.input_stamp(job)
+    (job,) = make_jobs(root, "default", ["tiny"], {}, explicit=True)
+    before = input_stamp(job)
     results = job.layout.results("experiment")
     results.mkdir(parents=True)
     (results / "runs.csv").write_text("method,score\nretrain,0.5\n")
-    with_results = runner.input_stamp(job)
+    with_results = input_stamp(job)
     assert with_results != before
     (results / "runs.csv").write_text("method,score\nretrain,0.6\n")
-    assert runner.input_stamp(job) not in (before, with_results)
+    assert input_stamp(job) not in (before, with_results)
+
+
+def _copy_of_the_code(target: Path) -> Path:
+    """The three packages, copied to ``target`` so that a test can edit them."""
+    repository = Path(__file__).resolve().parents[2]
+    for package in ("eraserlib", "eraserlab", "eraserbook"):
+        shutil.copytree(repository / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def _edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
+def test_editing_the_book_machinery_marks_no_chapter_stale_but_editing_the_library_does(
+        book, tmp_path, monkeypatch):
+    """The stamp hashes eraserlib/ and eraserlab/, not eraserbook/ (the palette, the CLI, ...)."""
+    code = _copy_of_the_code(tmp_path / "code")
+    monkeypatch.setattr(jobs, "REPOSITORY_ROOT", code)
+    repository = Path(__file__).resolve().parents[2]
+    (tiny,) = make_jobs(book, "default", ["tiny"], {}, explicit=False)
+    chapters = make_jobs(repository, "smoke", toc_notebooks(repository), {}, explicit=False)
+    assert len(chapters) >= 9
+    before = [input_stamp(job) for job in chapters]
+    assert is_up_to_date(tiny, input_stamp(tiny))  # the copy hashes as the code the tiny book ran with
+
+    for machinery in ("palette.py", "cli.py", "report.py", "execute.py"):
+        _edit(code / "eraserbook" / machinery)
+    assert is_up_to_date(tiny, input_stamp(tiny))
+    assert [input_stamp(job) for job in chapters] == before
+
+    _edit(code / "eraserlib" / "metrics.py")
+    assert not is_up_to_date(tiny, input_stamp(tiny))
+    after_library = [input_stamp(job) for job in chapters]
+    assert all(a != b for a, b in zip(after_library, before))
+    _edit(code / "eraserlab" / "records.py")
+    assert all(a != b for a, b in zip([input_stamp(job) for job in chapters], after_library))
 
 
 def test_unknown_profile_and_missing_notebook_are_usage_errors(tmp_path):
@@ -290,7 +331,7 @@ def test_build_removes_pages_whose_notebook_is_gone(book):
     layout = Layout(book, "default")
     shutil.copy(layout.executed("tiny"), layout.book_dir / "old.ipynb")
     (layout.results("old")).mkdir(parents=True)
-    runner.prune(book, "default", keep=["tiny"])
+    prune(book, "default", keep=["tiny"])
     assert not (layout.book_dir / "old.ipynb").exists() and not layout.results("old").exists()
     assert layout.executed("tiny").is_file()
 
