@@ -262,6 +262,8 @@ def verdict(row: Mapping[str, Any]) -> str:
     if row.get("method") == "corrupted":
         return "doing nothing (r = 1 by definition)"
     low, high = row["r_low"], row["r_high"]
+    if low <= 0 and high >= 1:
+        return "undecided: the interval holds both retraining's noise and doing nothing"
     if low <= 0 <= high:
         return "as close as another retraining"
     if high < 0:

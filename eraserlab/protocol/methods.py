@@ -80,6 +80,7 @@ class Context:
     loss_fn: LossFn
     train_config: TrainConfig
     settings: MethodSettings
+    _: dataclasses.KW_ONLY
     collate_fn: Callable[[list[Any]], Any] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0

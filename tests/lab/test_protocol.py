@@ -177,6 +177,16 @@ def test_the_comparison_follows_its_formulas():
         result.columns["method"]["r_high/jsd_test"]
 
 
+@pytest.mark.parametrize("low, high, expected", [
+    (-0.1, 0.2, "as close as another retraining"), (-0.2, 1.3, "undecided"), (0.2, 0.7, "part of the way"),
+    (0.8, 1.2, "no better than doing nothing"), (1.1, 1.5, "harm"), (-0.5, -0.1, "closer than the retrains"),
+])
+def test_each_interval_gets_its_verdict(low, high, expected):
+    row = {"method": "m", "effect_resolved": True, "r_low": low, "r_high": high}
+    assert protocol.verdict(row).startswith(expected)
+    assert protocol.verdict({**row, "effect_resolved": False}).startswith("not judged")
+
+
 def test_fewer_than_two_retrains_judge_nothing_and_say_why():
     retrains = [fake([[0.5, 0.5]], [1.0])]
     result = protocol.compare({"corrupted": fake([[0.9, 0.1]], [0.2]), "retrain": retrains[0]}, retrains)
