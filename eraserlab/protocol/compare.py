@@ -32,10 +32,10 @@ alone stays in the frame as ``jsd_test``, ``jsd_corrected``... (continuity with 
 examples (resampled with replacement, seeded; every per-example mean recomputed on the
 resample, r and the effect size with them; percentile interval). (2) The seeds: a method's
 distance to the retrains comes from one realisation of it and K − 1 of retraining, and moves
-with the seeds as much as a distance between two retrains does — more than the examples
-(on the convex toy of ``tests/lab/test_protocol.py`` a fresh retrain at another seed scored
-r = −0.05 with an example-only interval of [−0.07, −0.04]; the resamples of a fixed set of
-models cannot see this). The seed term is a prediction half-width t · sd / scale, sd the spread
+with the seeds as much as a distance between two retrains does, and that is more than the
+examples move it (on the convex toy of ``tests/lab/test_protocol.py`` an example-only interval
+left out 0 for a fresh retrain at another seed: resamples of a fixed set of models cannot see
+the seeds). The seed term is a prediction half-width t · sd / scale, sd the spread
 of the pair distances (``d_rr_sd/<d>``), t Student's quantile with K − 1 degrees of freedom,
 scale d_OR − d_RR for r and d_RR for the effect size; it is added in quadrature to each side
 of the bootstrap interval. K = 3 makes t = 4.3: with few retrains the floor is uncertain and
