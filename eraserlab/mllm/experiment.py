@@ -5,47 +5,40 @@
 
 For one benchmark, task, ratio and seed:
 
-1. the frozen base (the tiny LLaVA pre-trained on its own curriculum, cached; or a local LLaVA
-   checkpoint, ``base_model=<path>``) gets a LoRA adapter initialised from ``seed``;
-2. the request: ``"rc"`` flips the answers of a share ``ratio`` of the training questions
-   (response correction; the paper flips 40%), ``"qm"`` corrupts their queries
-   (``config.query_corruption``: by default the image is redrawn so that it contradicts the
-   kept answer; query modification);
-3. **Corrupted**: the adapter trained on the corrupted training set;
-4. **Retrain**: the same initial adapter, config and seed, trained on the clean training set;
-5. **LLMEraser**: ``eraserlib.erase`` on Corrupted (solver ``"llmeraser"``), applied;
-6. **Fine-tune on corrected**: Corrupted trained further on the corrected examples only;
-7. **Gradient ascent**: Corrupted, ascending the loss of the corrupted examples as it was
-   trained on them (the wrong answers of RC, the corrupted queries of QM). It is the usual
-   "forget these examples" baseline; it never sees the corrections, so it can only push the
-   model away from the wrong answers (for a yes/no question that is towards the right one);
-8. **SISA**: k shard adapters trained on a random partition; the shards the request touches are
-   retrained; answers are the argmax of the mean of the shards' answer distributions;
+the frozen base (the tiny LLaVA pre-trained on its own curriculum, cached; or a local LLaVA
+checkpoint, ``base_model=<path>``) gets a LoRA adapter initialised from ``seed``, and the request
+is made: ``"rc"`` flips the answers of a share ``ratio`` of the training questions (response
+correction; the paper flips 40%), ``"qm"`` corrupts their queries (``config.query_corruption``:
+by default the image is redrawn so that it contradicts the kept answer; query modification).
+The shared protocol (:mod:`eraserlab.protocol`) then runs every method: **Corrupted** (trained
+on the corrupted training set), **K retrains** on the clean set (the first, **Retrain**, from
+the same initial adapter and data order; the others with seeds of their own), **LLMEraser**
+(``eraserlib.erase`` on Corrupted, applied), **fine-tuning on the corrected examples**,
+**gradient ascent** on the corrupted examples as trained on (the usual "forget these examples"
+baseline: it never sees the corrections, so it can only push the model away from the wrong
+answers), **SISA** (k shard adapters, the touched shards retrained, answers from the mean of
+the shards' distributions) and any baseline registered in :mod:`eraserlab.protocol.methods`;
+every model is evaluated on the same examples (:mod:`eraserlab.mllm.evaluator`) and compared
+with the retrains. The result is a tidy frame, one row per method, also written (CSV,
+comparison CSV and JSON, atomically) to ``results_dir``.
 
-then every model is evaluated on the same examples. The result is a tidy frame, one row per
-method, also written (CSV and JSON, atomically) to ``results_dir``.
+Columns: ``benchmark, task, ratio, seed, method, eval_split``, the evaluator's metrics
+(:mod:`eraserlab.mllm.evaluator`: the benchmark's accuracies, ``test_loss``,
+``conflict_accuracy``, ``worst_group_accuracy``, ``corrected_*``, ``forget_*``), and
 
-Columns: ``benchmark, task, ratio, seed, method, eval_split`` and
-
-* spurious (MM-SpuBench-like): ``accuracy/<type>`` for each spurious type, ``accuracy/All``,
-  ``accuracy/Average`` (mean over types) on the evaluation split;
-* relation (R-Bench-like): ``accuracy, precision, recall, f1, yes_ratio`` (means over five
-  subsets, R-Bench's scoring), ``accuracy/<qtype>`` for Positive, Opposite and Random;
-* ``conflict_accuracy``, ``worst_group_accuracy``: on the conflict set (the spurious attribute
-  always points to a wrong answer; the subject sits on the misleading side of the image),
-  worst over the spurious types (spurious) or question types (relation);
-* ``test_loss``: the training loss (answer tokens) on the evaluation split;
-* ``corrected_accuracy``, ``corrected_loss``: on the corrected versions of the request's
-  examples (``request.new``): does the model now give the right answer?
-* ``forget_accuracy``, ``forget_loss``: on the examples as Corrupted was trained on them
-  (``request.old``): share that still gets the trained, wrong answer;
 * ``jsd_test``, ``jsd_corrected``, ``jsd_conflict``: mean Jensen–Shannon divergence (bits)
-  between the method's and Retrain's answer distributions (4 letters; Yes/No);
+  between the method's and Retrain's (the run seed's) answer distributions (4 letters; Yes/No);
 * ``delta_cosine``, ``delta_norm_ratio``, ``delta_relative_error``: the method's change of the
   adapter against Retrain's change, both from Corrupted (NaN for SISA, whose adapters differ);
+* the comparison with the K retrains (:mod:`eraserlab.protocol.compare`): ``r/<d>``,
+  ``r_low/<d>``, ``r_high/<d>``, ``d_ur/<d>``, ``d_rr/<d>``, ``d_or/<d>``, ``effect/<d>``,
+  ``effect_resolved``/``effect_note``, ``z/forget_loss``, ``z/forget_accuracy``, for the
+  distances ``jsd_test``, ``jsd_corrected``, ``jsd_conflict`` (where there is a conflict set),
+  ``forget_loss``; ``retrains`` (K) and ``retrains_extra_time_s``;
+* ``certificate_ratio`` and its norms and time, for the erase (:mod:`eraserlib.certificate`);
 * ``time_s``, ``peak_memory_mb``, ``memory_kind``, ``time_what``: the cost of the method's own
   step (for Corrupted and Retrain, their training), see :mod:`eraserlab.profiling`;
-  ``setup_time_s``: SISA's initial training of all shards;
+  ``setup_time_s``: SISA's initial training of all shards; ``eval_time_s``: the evaluation;
 * ``n_train, n_request, n_test, n_conflict, model, threads, device, load_1min``: sizes and the
   machine's state (timings on a shared machine are inflated by its load).
 
@@ -55,44 +48,40 @@ Default sizes and settings: :data:`PRESETS`, with the evidence behind them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 import eraserlib
-from eraserlib import metrics
-from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
-from eraserlab.protocol import timed_sisa
+from eraserlib.adapters import clone_adapter_model
+from eraserlib.training import TrainConfig
+from eraserlab import protocol
 from eraserlab.mllm import corruptions, formats, relations, spurious
-from eraserlab.mllm.evaluation import score
+from eraserlab.mllm.evaluator import Evaluator, OnDevice
 from eraserlab.mllm.finetune import LORA_ALPHA, LORA_RANK, finetune_config, new_adapter
 from eraserlab.mllm.model import TinyLlavaConfig
 from eraserlab.mllm.pretrain import PretrainConfig, TinyLlava, cache_key, load_or_pretrain
-from eraserlab.mllm.tasks import VQACollator, VQAExample, answer_distribution, answer_loss, split_by_image
-from eraserlib.adapters import adapter_change, clone_adapter_model
-from eraserlab.profiling import measure, resolve_device
-from eraserlab.records import cost_columns, machine_load
-from eraserlib.storage import jsonable, write_atomically
-from eraserlib.training import TrainConfig, train
+from eraserlab.mllm.tasks import VQACollator, VQAExample, answer_loss, split_by_image
+from eraserlab.profiling import resolve_device
+from eraserlab.protocol import MethodSettings, SettingsAliases
 
 BENCHMARKS = ("spurious", "relation")
 TASKS = ("rc", "qm")
-METHODS = ("corrupted", "retrain", "llmeraser", "gradient_ascent", "finetune", "sisa")
+#: The protocol's request kind of each task.
+REQUEST_KINDS = {"rc": eraserlib.ResponseCorrection.kind, "qm": eraserlib.QueryModification.kind}
+#: Every registered method; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
+METHODS = protocol.method_names()
 EVAL_SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(SettingsAliases):
     """Every size and hyper-parameter of an experiment.
 
     Attributes:
@@ -111,15 +100,12 @@ class ExperimentConfig:
         query_corruption: The QM corruption, one of ``corruptions.QUERY_CORRUPTIONS``.
         lora_rank: LoRA rank r (every linear layer of the language model).
         lora_alpha: LoRA scale numerator.
-        train: Training of Corrupted, Retrain and each SISA shard (seed replaced by the run's).
-        erase_batch_size: Examples per stochastic HVP of the solver (and per gradient chunk).
-        erase_damping: λ, or ``"auto"`` (see :data:`PRESETS` for why a number).
-        erase_options: Extra solver options (``top_eigenvalue``, ``max_steps``, ...).
-        sisa_shards: k.
-        gradient_ascent_epochs: Passes of gradient ascent over the corrupted examples.
-        gradient_ascent_lr: Its Adam learning rate.
-        finetune_epochs: Epochs of fine-tuning on the corrected examples.
-        finetune_lr: Its learning rate.
+        train: Training of Corrupted, the retrains and each SISA shard (seed replaced by the
+            run's; a retrain's by its own).
+        settings: The methods' settings, shared with the recommendation arm
+            (:class:`~eraserlab.protocol.MethodSettings`: erase solver, λ (see :data:`PRESETS`
+            for why a number) and options, SISA's k, gradient ascent, fine-tuning, the K
+            retrains); ``config.erase_damping`` and the other former flat names still read them.
         eval_batch_size: Examples per evaluation forward pass.
     """
 
@@ -136,14 +122,8 @@ class ExperimentConfig:
     lora_rank: int = LORA_RANK
     lora_alpha: int = LORA_ALPHA
     train: TrainConfig = field(default_factory=finetune_config)
-    erase_batch_size: int = 16
-    erase_damping: float | str = 3.0
-    erase_options: dict = field(default_factory=lambda: {"top_eigenvalue": 20.0, "max_steps": 128})
-    sisa_shards: int = 4
-    gradient_ascent_epochs: int = 1
-    gradient_ascent_lr: float = 2e-3
-    finetune_epochs: int = 1
-    finetune_lr: float = 2e-3
+    settings: MethodSettings = field(default_factory=lambda: MethodSettings(
+        erase_damping=3.0, erase_options={"top_eigenvalue": 20.0, "max_steps": 128}))
     eval_batch_size: int = 64
 
     def to_dict(self) -> dict:
@@ -190,8 +170,9 @@ PRESETS: dict[str, ExperimentConfig] = {
         spurious_images=60, spurious_conflict_images=20, relation_images=30, relation_conflict_images=10,
         lora_rank=2, lora_alpha=4,
         train=finetune_config(epochs=1, batch_size=8, warmup_steps=2),
-        erase_batch_size=8, erase_options={"top_eigenvalue": 20.0, "max_steps": 16},
-        sisa_shards=2, eval_batch_size=32,
+        settings=MethodSettings(erase_damping=3.0, erase_batch_size=8,
+                                erase_options={"top_eigenvalue": 20.0, "max_steps": 16}, sisa_shards=2),
+        eval_batch_size=32,
     ),
 }
 
@@ -261,74 +242,6 @@ def load_benchmark(benchmark: str, config: ExperimentConfig,
     return task
 
 
-class _OnDevice:
-    """A collator whose batches land on the model's device (evaluation and training alike)."""
-
-    def __init__(self, collator: VQACollator, device: torch.device):
-        self.collator, self.device = collator, device
-
-    def __call__(self, examples):
-        return {k: v.to(self.device) for k, v in self.collator(examples).items()}
-
-    def prompts(self, examples, padding_side: str = "left"):
-        return {k: v.to(self.device) for k, v in self.collator.prompts(examples, padding_side).items()}
-
-    def __getattr__(self, name):  # tokenizer, template, ... of the wrapped collator
-        return getattr(self.collator, name)
-
-
-
-
-class _Evaluator:
-    """Scores a method's models (one, or SISA's shards) on the experiment's example sets."""
-
-    def __init__(self, collate, sets: dict[str, list[VQAExample]], batch_size: int, columns: Sequence[str] = ()):
-        self.collate, self.sets, self.batch_size = collate, sets, batch_size
-        self.columns = columns  # metric columns every row has (NaN where the split lacks a group)
-
-    def _probabilities(self, models, examples) -> torch.Tensor:
-        # SISA: the mean of the shards' distributions (a single model: its own)
-        return torch.stack([answer_distribution(m, self.collate, examples, self.batch_size).cpu()
-                            for m in models]).mean(0)
-
-    @torch.no_grad()
-    def _loss(self, models, examples) -> float:
-        """Mean per-example answer loss, averaged over the models."""
-        total = 0.0
-        for m in models:
-            m.eval()
-            for start in range(0, len(examples), self.batch_size):
-                chunk = examples[start:start + self.batch_size]
-                total += float(answer_loss(m, self.collate(chunk))) * len(chunk)
-        return total / (len(examples) * len(models))
-
-    def __call__(self, models) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        row: dict[str, float] = dict.fromkeys(self.columns, math.nan)
-        distributions: dict[str, np.ndarray] = {}
-        test = self.sets["test"]
-        probabilities = self._probabilities(models, test)
-        row.update({k: v for k, v in score(test, probabilities).metrics.items() if k != "worst_group_accuracy"})
-        row["test_loss"] = self._loss(models, test)
-        distributions["test"] = probabilities.numpy()
-        conflict = self.sets["conflict"]
-        if conflict:
-            probabilities = self._probabilities(models, conflict)
-            evaluation = score(conflict, probabilities)
-            row["conflict_accuracy"] = float(evaluation.correct.mean())
-            row["worst_group_accuracy"] = evaluation.metrics["worst_group_accuracy"]
-            distributions["conflict"] = probabilities.numpy()
-        else:
-            row["conflict_accuracy"] = row["worst_group_accuracy"] = math.nan
-        for name in ("corrected", "forget"):
-            examples = self.sets[name]
-            probabilities = self._probabilities(models, examples)
-            answers = [examples[0].candidates[k] for k in probabilities.argmax(dim=1).tolist()]
-            row[f"{name}_accuracy"] = float(np.mean([a == e.answer for a, e in zip(answers, examples)]))
-            row[f"{name}_loss"] = self._loss(models, examples)
-            distributions[name] = probabilities.numpy()
-        return row, distributions
-
-
 def run_experiment(
     benchmark: str = "spurious",
     task: str = "rc",
@@ -344,20 +257,23 @@ def run_experiment(
     data_dir: str | os.PathLike | None = None,
     base_model: str | os.PathLike | None = None,
     progress: bool = True,
+    *,
+    retrains: int | None = None,
 ) -> pd.DataFrame:
-    """Run every method on one unlearning request and evaluate them all (see the module docstring).
+    """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
     Args:
         benchmark: ``"spurious"`` (MM-SpuBench-like) or ``"relation"`` (R-Bench-like).
         task: ``"rc"`` (response correction: answers flipped) or ``"qm"`` (query modification).
         ratio: Share of the training questions the request touches (the paper: 0.4, RC).
-        methods: Subset of :data:`METHODS` (default: all; Corrupted is always run, every other
-            method starts from it or is compared with it).
+        methods: Registered method names (default: all that apply; Corrupted is always run,
+            every other method starts from it or is compared with it; without ``"retrain"``
+            nothing is compared).
         seed: Seeds the corruption, the adapter's initialisation, the data order, the solver and
             SISA's shards. The base and the benchmark do not change with it.
         preset: A key of :data:`PRESETS` (``"small"``, ``"tiny"``).
         device: ``"cpu"``, ``"cuda"``, or ``"auto"`` (CUDA when present).
-        results_dir: Where to write ``<benchmark>-<task>-<ratio>-seed<seed>.csv`` / ``.json``
+        results_dir: Where to write ``<benchmark>-<task>-<ratio>-seed<seed>.csv`` / ``-comparison.csv`` / ``.json``
             (``-val`` appended for ``eval_split="val"``; None: nothing is written).
         config: Overrides the preset entirely.
         eval_split: ``"test"``, or ``"val"`` to choose settings without looking at the test split
@@ -366,6 +282,7 @@ def run_experiment(
         data_dir: Read the real benchmark's files from here instead of generating it.
         base_model: A local LLaVA checkpoint to use instead of the tiny base.
         progress: Show progress bars.
+        retrains: K, the retrains (default ``config.settings.retrain_seeds``).
 
     Returns:
         The tidy results frame, one row per method.
@@ -382,7 +299,7 @@ def run_experiment(
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[preset]
-    methods = _resolve_methods(methods)
+    methods = protocol.resolve_methods("mllm", REQUEST_KINDS[task], methods, task=task)
     device = resolve_device(device)
     started = time.perf_counter()
 
@@ -396,107 +313,55 @@ def run_experiment(
         request = eraserlib.QueryModification(corruption.old, corruption.new)
     if not corruption.old:
         raise ValueError(f"ratio {ratio} of {len(data['train'])} training questions touches none of them.")
-    collate = _OnDevice(VQACollator(base.processor), device)
-    train_config = dataclasses.replace(config.train, seed=seed)
+    scenario = protocol.Scenario(train=corruption.train, request=request, retrain_data=data["train"],
+                                 forget=corruption.old, corrected=corruption.new, test=data[eval_split],
+                                 extra={"conflict": data["conflict"]})
+    collate = OnDevice(VQACollator(base.processor), device)
     template = new_adapter(base, seed, r=config.lora_rank, alpha=config.lora_alpha).to(device)
-
-    def make_model():
-        return clone_adapter_model(template)  # every method starts from the same adapter; the base is shared
-
-    models: dict[str, list] = {}
-    costs: dict[str, dict[str, Any]] = {}
-    extra: dict[str, Any] = {"erase": None, "sisa": None}
-    bar = tqdm(methods, desc=f"{benchmark} {task} seed {seed}", disable=not progress)
-    for method in bar:
-        bar.set_postfix(method=method)
-        if method in ("corrupted", "retrain"):
-            model = make_model()
-            examples = corruption.train if method == "corrupted" else data["train"]
-            with measure(device) as usage:
-                train(model, answer_loss, examples, train_config, collate_fn=collate, progress=progress,
-                      description=method)
-            what = "train on the corrupted training set" if method == "corrupted" else "retrain on the clean training set"
-            models[method], costs[method] = [model], cost_columns(usage, what)
-        elif method == "llmeraser":
-            model = clone_adapter_model(models["corrupted"][0])
-            with measure(device) as usage:
-                result = eraserlib.erase(model, answer_loss, corruption.train, request, solver="llmeraser",
-                                         weight_decay=train_config.weight_decay, damping=config.erase_damping,
-                                         collate_fn=collate, batch_size=config.erase_batch_size, seed=seed,
-                                         progress=progress, options=config.erase_options)
-                eraserlib.apply_delta(model, result.delta)
-            extra["erase"] = dict(result.diagnostics)
-            models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")
-        elif method == "gradient_ascent":
-            model = clone_adapter_model(models["corrupted"][0])
-            steps = config.gradient_ascent_epochs * math.ceil(len(corruption.old) / train_config.batch_size)
-            with measure(device) as usage:
-                gradient_ascent(model, answer_loss, corruption.old, steps=steps, lr=config.gradient_ascent_lr,
-                                batch_size=train_config.batch_size, collate_fn=collate, seed=seed,
-                                max_grad_norm=train_config.max_grad_norm, progress=progress)
-            models[method], costs[method] = [model], cost_columns(usage, "gradient ascent on the corrupted examples")
-        elif method == "finetune":
-            model = clone_adapter_model(models["corrupted"][0])
-            settings = dataclasses.replace(train_config, epochs=config.finetune_epochs, lr=config.finetune_lr,
-                                           warmup_steps=0)
-            with measure(device) as usage:
-                finetune_on_corrected(model, answer_loss, corruption.new, settings, collate_fn=collate,
-                                      progress=progress)
-            models[method], costs[method] = [model], cost_columns(usage, "fine-tune on the corrected examples")
-        elif method == "sisa":
-            sisa = SISA(make_model, answer_loss, config.sisa_shards, train_config, collate_fn=collate, seed=seed,
-                        progress=progress)
-            usage, extra["sisa"] = timed_sisa(sisa, corruption.train, request, device)
-            models[method] = sisa.models
-            costs[method] = {**cost_columns(usage, f"retrain {len(extra['sisa']['affected_shards'])} of "
-                                                   f"{config.sisa_shards} shards"),
-                             "setup_time_s": extra["sisa"]["fit_time_s"]}
-
-    sets = {"test": data[eval_split], "conflict": data["conflict"], "corrected": corruption.new,
-            "forget": corruption.old}
-    evaluator = _Evaluator(collate, sets, config.eval_batch_size, _group_columns(data))
-    rows, distributions = {}, {}
-    for method in tqdm(methods, desc="evaluate", disable=not progress, leave=False):
-        rows[method], distributions[method] = evaluator(models[method])
-    reference = adapter_change(models["retrain"][0], models["corrupted"][0]) if "retrain" in models else None
-    for method in methods:
-        row = rows[method]
-        if "retrain" in distributions:
-            for split in ("test", "corrected", "conflict"):
-                row[f"jsd_{split}"] = (float(np.mean(metrics.jensen_shannon_divergence(
-                    distributions[method][split], distributions["retrain"][split])))
-                    if split in distributions[method] else math.nan)
-        if reference is not None:
-            change = adapter_change(models[method][0], models["corrupted"][0]) if method != "sisa" else None
-            row["delta_cosine"] = metrics.delta_cosine(change, reference) if change else math.nan
-            row["delta_norm_ratio"] = metrics.delta_norm_ratio(change, reference) if change else math.nan
-            row["delta_relative_error"] = metrics.delta_relative_error(change, reference) if change else math.nan
-
-    load = machine_load()
-    frame = pd.DataFrame([
-        {"benchmark": benchmark, "task": task, "ratio": ratio, "seed": seed, "method": method,
-         "eval_split": eval_split, **rows[method], **costs[method],
-         "n_train": len(corruption.train), "n_request": len(request), "n_test": len(sets["test"]),
-         "n_conflict": len(sets["conflict"]), "corruption": corruption.kind,
-         "model": preset if base_model is None else os.fspath(base_model),
-         "threads": torch.get_num_threads(), "device": str(device), "load_1min": load}
-        for method in methods
-    ])
+    context = protocol.Context(scenario, _model_factory(template, seed), answer_loss,
+                               dataclasses.replace(config.train, seed=seed), config.settings, collate_fn=collate,
+                               device=device, seed=seed, progress=progress)
+    evaluator = Evaluator(collate, scenario, config.eval_batch_size, _group_columns(data))
+    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains)
+    frame = protocol.tidy_frame(
+        outcome, head={"benchmark": benchmark, "task": task, "ratio": ratio, "seed": seed},
+        lead={"eval_split": eval_split}, device=device,
+        tail={**scenario.sizes(), "n_conflict": len(data["conflict"]), "corruption": corruption.kind,
+              "model": preset if base_model is None else os.fspath(base_model)})
     if results_dir is not None:
+        record = {"config": config.to_dict(), "base": base.manifest,
+                  "base_cache_key": cache_key(config.model, config.pretrain, config.base_seed) if base_model is None
+                  else None, "request_indices": corruption.indices, **outcome.record,
+                  "total_time_s": time.perf_counter() - started, "torch": torch.__version__}
         stem = f"{benchmark}-{task}-{ratio:g}-seed{seed}" + ("-val" if eval_split == "val" else "")
-        results_dir = Path(results_dir)
-        write_atomically(results_dir / f"{stem}.csv", frame.to_csv(index=False))
-        record = {
-            "rows": json.loads(frame.to_json(orient="records")),
-            "config": jsonable(config.to_dict()),
-            "base": jsonable(base.manifest),
-            "base_cache_key": cache_key(config.model, config.pretrain, config.base_seed) if base_model is None else None,
-            "request_indices": corruption.indices, "erase_diagnostics": jsonable(extra["erase"]),
-            "sisa": jsonable(extra["sisa"]), "total_time_s": time.perf_counter() - started,
-            "torch": torch.__version__,
-        }
-        write_atomically(results_dir / f"{stem}.json", json.dumps(record, indent=1))
+        protocol.write_run(results_dir, stem, frame, record)
     return frame
+
+
+def _model_factory(template: torch.nn.Module, seed: int):
+    """``make_model(s)``: a copy of the template (base shared) with its LoRA matrices drawn from ``s``.
+
+    ``s`` = the run's seed gives the template's own initial adapter (Corrupted's); another seed
+    redraws A as peft initialises it (Kaiming-uniform, a = √5) from a generator seeded by ``s``,
+    and B = 0, so the adapted model starts equal to the base as every adapter here does. The
+    base is never copied (a 7B checkpoint would not fit twice).
+    """
+
+    def make_model(s: int) -> torch.nn.Module:
+        model = clone_adapter_model(template)
+        if s == seed:
+            return model
+        generator = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            for module in model.modules():
+                for name, a in getattr(module, "lora_A", {}).items():
+                    drawn = torch.empty(a.weight.shape)
+                    torch.nn.init.kaiming_uniform_(drawn, a=math.sqrt(5), generator=generator)
+                    a.weight.copy_(drawn)
+                    module.lora_B[name].weight.zero_()
+        return model
+
+    return make_model
 
 
 def _group_columns(data: dict[str, list[VQAExample]]) -> list[str]:
@@ -511,12 +376,3 @@ def _group_columns(data: dict[str, list[VQAExample]]) -> list[str]:
     else:
         groups = dict.fromkeys(e.meta["qtype"] for e in examples)
     return [f"accuracy/{g}" for g in groups]
-
-
-def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
-    methods = list(METHODS if methods is None else methods)
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; choose from {METHODS}.")
-    # Corrupted first (the others start from it or compare with it), then the canonical order.
-    return ["corrupted"] + [m for m in METHODS if m in methods and m != "corrupted"]

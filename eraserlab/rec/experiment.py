@@ -1,39 +1,40 @@
-"""One recommendation unlearning experiment: every method on the same request, every metric.
+"""One recommendation unlearning experiment: every method on the same request, judged against retraining.
 
     from eraserlab.rec.experiment import run_experiment
     frame = run_experiment("movielens", "rc", ratio=0.1, seed=0, results_dir="results/")
 
-For one dataset, task, ratio and seed:
+For one dataset, task, ratio and seed: the frozen base (pre-trained on held-out users, cached;
+or any local checkpoint, ``base_model=<path>``) gets a LoRA adapter initialised from ``seed``,
+the scenario (:mod:`~eraserlab.rec.scenarios`) fixes the data and the request, and the shared
+protocol (:mod:`eraserlab.protocol`) runs every method: **Corrupted** (trained on the corrupted
+or full training set), **K retrains** on the corrected / retained set (the first, **Retrain**,
+from the same initial adapter and data order as Corrupted; the others with seeds of their own),
+**LLMEraser** (``eraserlib.erase`` on Corrupted, applied), **gradient ascent** (IR) or
+**fine-tuning on the corrected samples** (QM/RC), **SISA**, and any baseline registered in
+:mod:`eraserlab.protocol.methods`; every model is evaluated on the same examples
+(:mod:`eraserlab.rec.evaluator`) and compared with the retrains. The result is a tidy frame, one
+row per method, also written (CSV, comparison CSV and JSON, atomically) to ``results_dir``.
 
-1. the frozen base (pre-trained on held-out users, cached; or any local checkpoint,
-   ``base_model=<path>``) gets a LoRA adapter, initialised from ``seed``;
-2. **Corrupted**: the adapter trained on the corrupted (QM/RC) or full (IR) training set;
-3. **Retrain**: the same initial adapter, config and seed, trained on the corrected / retained set;
-4. **LLMEraser**: ``eraserlib.erase`` on Corrupted (solver ``"llmeraser"``), applied;
-5. **Gradient ascent** (IR) or **fine-tuning on the corrected samples** (QM/RC), from Corrupted;
-6. **SISA**: k shard adapters trained on a random partition, the shards the request touches
-   retrained; predictions are the mean of the shards' predicted distributions;
+Columns: ``dataset, task, ratio, seed, method``, the evaluator's metrics
+(:mod:`eraserlab.rec.evaluator`: ``hit_ratio_at_1``, ``valid_ratio``, ``candidate_accuracy`` or
+``auc``, ``accuracy``; ``test_loss``, ``forget_loss``, ``forget_accuracy``, ``corrected_*``), and
 
-then every model is evaluated on the same examples. The result is a tidy frame, one row per
-method, also written (CSV and JSON, atomically) to ``results_dir``.
-
-Columns: ``dataset, task, ratio, seed, method`` and
-
-* next-item tasks: ``hit_ratio_at_1``, ``valid_ratio`` (greedy decoding, LLaRA's definitions),
-  ``candidate_accuracy`` (the most likely candidate is the target);
-* IR: ``auc`` (of P(yes)), ``accuracy`` (P(yes) > ½ agrees with the label);
-* ``test_loss``: the training loss on the test examples;
-* ``forget_loss``, ``forget_accuracy``: on the examples *as trained on* (corrupted versions;
-  removed examples). For RC, accuracy means "still answers the wrong target";
-* ``corrected_loss``, ``corrected_accuracy``: on their corrected versions (QM/RC);
 * ``jsd_test``, ``jsd_corrected``: mean Jensen–Shannon divergence (bits) between the method's
-  and Retrain's predicted distributions (20 candidates; or yes/no) on the test examples and on
-  the corrected examples (IR: the removed examples);
+  and Retrain's (the run seed's) predicted distributions (20 candidates; or yes/no) on the test
+  and on the corrected examples (IR: the removed examples);
 * ``delta_cosine``, ``delta_norm_ratio``, ``delta_relative_error``: the method's change of the
   adapter against Retrain's change, both from Corrupted (NaN for SISA, whose adapters differ);
+* the comparison with the K retrains (:mod:`eraserlab.protocol.compare`): ``r/<d>`` (0 = as
+  close as another retraining, 1 = no better than Corrupted) with ``r_low/<d>``, ``r_high/<d>``,
+  ``d_ur/<d>``, ``d_rr/<d>``, ``d_or/<d>``, ``effect/<d>`` (the request's effect against the
+  noise floor) and ``effect_resolved``/``effect_note``, ``z/forget_loss``, ``z/forget_accuracy``,
+  for the distances ``jsd_test``, ``jsd_corrected``, ``forget_loss``; ``retrains`` (K) and
+  ``retrains_extra_time_s`` (the K − 1 extra retrains' training and evaluation);
+* ``certificate_ratio`` (‖∇R'(θ̂+Δ)‖ / ‖∇R'(θ̂)‖ of the erase, :mod:`eraserlib.certificate`),
+  ``certificate_gradient_norm``, ``certificate_gradient_norm_after``, ``certificate_time_s``;
 * ``time_s``, ``peak_memory_mb``, ``memory_kind``, ``time_what``: the cost of the method's own
   step (for Corrupted, training it), see :mod:`eraserlab.profiling`; ``setup_time_s``: SISA's
-  initial training of all shards;
+  initial training of all shards; ``eval_time_s``: its evaluation;
 * ``n_train, n_request, n_test, threads, device, load_1min``: sizes and the machine's state
   (timings on a shared machine are inflated by its load).
 
@@ -43,37 +44,24 @@ Default sizes (:data:`PRESETS`): see :class:`ExperimentConfig` and the report in
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-import eraserlib
-from eraserlib import metrics
-from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
-from eraserlab.protocol import timed_sisa
-from eraserlib.adapters import adapter_change, clone_adapter_model
-from eraserlab.profiling import measure, resolve_device
-from eraserlab.records import cost_columns, machine_load
-from eraserlib.storage import jsonable, write_atomically
-from eraserlab.rec import evaluate
-from eraserlab.rec import metrics as rec_metrics
-from eraserlab.rec.model import (
-    LoraSettings,
-    ModelConfig,
-    Recommender,
-    add_lora,
-    load_local_model,
-)
+from eraserlib.adapters import clone_adapter_model
+from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
+from eraserlib.storage import jsonable
+from eraserlib.training import TrainConfig
+from eraserlab import protocol
+from eraserlab.profiling import resolve_device
+from eraserlab.protocol import MethodSettings, SettingsAliases
+from eraserlab.rec.evaluator import Evaluator
+from eraserlab.rec.model import LoraSettings, ModelConfig, Recommender, add_lora, load_local_model, reset_adapter
 from eraserlab.rec.pretrain import (
     DATASET_TASKS,
     PretrainConfig,
@@ -82,36 +70,39 @@ from eraserlab.rec.pretrain import (
     load_task_data,
     pretrain_base,
 )
-from eraserlab.rec.sasrec import HybridPromptModel, SASRecConfig, sasrec_item_embeddings, training_sequences
-from eraserlab.rec.scenarios import Scenario, build_scenario, task_family
+from eraserlab.rec.sasrec import (
+    HybridPromptModel,
+    SASRecConfig,
+    build_projector,
+    sasrec_item_embeddings,
+    training_sequences,
+)
+from eraserlab.rec.scenarios import build_scenario, task_family
 from eraserlab.rec.task import PromptEncoder, answer_loss
-from eraserlib.training import TrainConfig, train
 
-METHODS = ("corrupted", "retrain", "llmeraser", "gradient_ascent", "finetune", "sisa")
-#: Methods that only make sense for one kind of request.
-_ONLY_FOR = {"gradient_ascent": ("ir",), "finetune": ("qm_removal", "qm_replacement", "rc")}
-
+#: The protocol's request kind of each task.
+REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kind,
+                 "qm_replacement": QueryModification.kind, "rc": ResponseCorrection.kind}
+#: Every registered method; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
+METHODS = protocol.method_names()
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(SettingsAliases):
     """Every size and hyper-parameter of an experiment.
 
     Attributes:
         model: The small Llama (ignored with ``base_model=<path>``).
         pretrain: How the small base is pre-trained.
         lora: The adapter.
-        train: Training of Corrupted, Retrain and each SISA shard (seed replaced by the run's).
+        train: Training of Corrupted, the retrains and each SISA shard (seed replaced by the
+            run's; a retrain's by its own).
         max_train_per_user: Each task user's most recent training targets kept (CPU budget).
         max_train_users: Train on this many task users only (a fixed subset; None: all).
         max_test: Test examples evaluated (a fixed subset of task users; None: all).
-        erase_batch_size: Examples per stochastic HVP of the solver (and per gradient chunk).
-        erase_damping: λ, or "auto" (see :data:`PRESETS` for why a number).
-        erase_options: Extra solver options (``top_eigenvalue``, ``first_window``, ``max_steps``...).
-        sisa_shards: k.
-        gradient_ascent_epochs: Passes of gradient ascent over the removed examples.
-        gradient_ascent_lr: Its Adam learning rate.
-        finetune_epochs: Epochs of fine-tuning on the corrected examples.
-        finetune_lr: Its learning rate.
+        settings: The methods' settings, shared with the multimodal arm
+            (:class:`~eraserlab.protocol.MethodSettings`: erase solver, λ and options, SISA's k,
+            gradient ascent, fine-tuning, the K retrains); ``config.erase_damping`` and the
+            other former flat names still read them.
         eval_batch_size: Examples per evaluation pass.
         base_seed: Seeds the base (held-out users, init, batches); fixed across run seeds.
         data_seed: Seeds the candidates and the test subset; fixed across run seeds.
@@ -132,14 +123,8 @@ class ExperimentConfig:
     max_train_per_user: int | None = 3
     max_train_users: int | None = None
     max_test: int | None = 500
-    erase_batch_size: int = 16
-    erase_damping: float | str = 0.2
-    erase_options: dict = field(default_factory=lambda: {"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24})
-    sisa_shards: int = 4
-    gradient_ascent_epochs: int = 1
-    gradient_ascent_lr: float = 2e-3
-    finetune_epochs: int = 1
-    finetune_lr: float = 2e-3
+    settings: MethodSettings = field(default_factory=lambda: MethodSettings(
+        erase_damping=0.2, erase_options={"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24}))
     eval_batch_size: int = 32
     base_seed: int = 0
     data_seed: int = 0
@@ -191,8 +176,9 @@ PRESETS: dict[str, ExperimentConfig] = {
         pretrain=PretrainConfig(heldout_share=0.5, steps=4, batch_size=8, vocab_size=400, max_train_per_user=1),
         lora=LoraSettings(rank=2, alpha=4),
         train=TrainConfig(epochs=1, lr=2e-3, batch_size=8, weight_decay=1e-3, decay_to=0.0),
-        max_train_per_user=1, max_train_users=48, max_test=8, erase_batch_size=8, erase_options={"max_steps": 24},
-        sisa_shards=2, eval_batch_size=8, sasrec=SASRecConfig(dim=8, layers=1, epochs=2),
+        max_train_per_user=1, max_train_users=48, max_test=8,
+        settings=MethodSettings(erase_damping=0.2, erase_batch_size=8, erase_options={"max_steps": 24}, sisa_shards=2),
+        eval_batch_size=8, sasrec=SASRecConfig(dim=8, layers=1, epochs=2),
     ),
 }
 
@@ -213,62 +199,6 @@ def load_base(dataset: str, config: ExperimentConfig, base_model: str | os.PathL
     return Recommender(model, tokenizer, {"path": os.fspath(base_model), "cache_hit": None, "heldout_users": held})
 
 
-class _Evaluator:
-    """Evaluates models on a scenario's examples; keeps each method's distributions for the JSDs."""
-
-    def __init__(self, scenario: Scenario, encoder: PromptEncoder, batch_size: int, progress: bool):
-        self.scenario = scenario
-        self.encoder = encoder
-        self.batch_size = batch_size
-        self.progress = progress
-        self.next_item = task_family(scenario.task) == "next_item"
-
-    def _candidate_view(self, models, examples, targets) -> dict[str, Any]:
-        """Candidate distributions, and loss/accuracy against ``targets`` (candidate ids)."""
-        ll = evaluate.candidate_log_likelihoods(models, self.encoder, examples, self.batch_size)  # (M, E, C)
-        distribution = evaluate.candidate_distributions(ll)  # (E, C)
-        index = np.array([e.candidates.index(t) for e, t in zip(examples, targets)])
-        lengths = np.array([len(self.encoder.answer_ids(t, e.candidate_titles[e.candidates.index(t)]))
-                            for e, t in zip(examples, targets)])
-        # per-model mean answer-token loss of the target, averaged over models (as evaluate.losses)
-        target_ll = ll[:, np.arange(len(examples)), index].mean(0)
-        return {"distribution": distribution, "loss": float(np.mean(-target_ll / lengths)),
-                "accuracy": float(np.mean(distribution.argmax(1) == index))}
-
-    def _preference_view(self, models, examples) -> dict[str, Any]:
-        p_yes = evaluate.yes_probabilities(models, self.encoder, examples, self.batch_size)
-        labels = np.array([e.label for e in examples])
-        return {"distribution": metrics.bernoulli_distributions(p_yes), "p_yes": p_yes, "labels": labels,
-                "loss": float(np.mean(evaluate.losses(models, self.encoder, examples, self.batch_size))),
-                "accuracy": float(np.mean((p_yes > 0.5) == (labels == 1)))}
-
-    def __call__(self, models) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        s = self.scenario
-        row: dict[str, float] = {}
-        distributions: dict[str, np.ndarray] = {}
-        if self.next_item:
-            answers = evaluate.greedy_answers(models, self.encoder, s.test, batch_size=self.batch_size * 2)
-            candidates = [e.candidate_titles for e in s.test]
-            row["hit_ratio_at_1"] = rec_metrics.hit_ratio_at_1(answers, candidates, [e.target_title for e in s.test])
-            row["valid_ratio"] = rec_metrics.valid_ratio(answers, candidates)
-            test = self._candidate_view(models, s.test, [e.target for e in s.test])
-            row.update(candidate_accuracy=test["accuracy"], test_loss=test["loss"])
-            forget = self._candidate_view(models, s.forget, [e.target for e in s.forget])
-            corrected = self._candidate_view(models, s.corrected, [e.target for e in s.corrected])
-            row.update(forget_loss=forget["loss"], forget_accuracy=forget["accuracy"],
-                       corrected_loss=corrected["loss"], corrected_accuracy=corrected["accuracy"])
-        else:
-            test = self._preference_view(models, s.test)
-            row.update(auc=metrics.auc(test["labels"], test["p_yes"]), accuracy=test["accuracy"],
-                       test_loss=test["loss"])
-            forget = self._preference_view(models, s.forget)
-            row.update(forget_loss=forget["loss"], forget_accuracy=forget["accuracy"])
-            corrected = forget
-        distributions["test"] = test["distribution"]
-        distributions["corrected"] = corrected["distribution"]
-        return row, distributions
-
-
 def run_experiment(
     dataset: str = "movielens",
     task: str = "qm_removal",
@@ -283,26 +213,30 @@ def run_experiment(
     config: ExperimentConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    *,
+    retrains: int | None = None,
 ) -> pd.DataFrame:
-    """Run every method on one unlearning request and evaluate them all (see the module docstring).
+    """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
     Args:
         dataset: ``"movielens"``, ``"lastfm"`` (QM/RC) or ``"bookcrossing"`` (IR).
         task: ``"ir"``, ``"qm_removal"``, ``"qm_replacement"`` or ``"rc"``.
         ratio: Share of the training examples the request touches.
-        methods: Subset of :data:`METHODS` (default: all that apply to the task; Corrupted is
-            always run, every other method starts from it or is compared with it).
+        methods: Registered method names (default: all that apply to the task; Corrupted is
+            always run, every other method starts from it or is compared with it; without
+            ``"retrain"`` nothing is compared).
         seed: Seeds the corruption, the adapter's initialisation, the data order, the solver and
-            SISA's shards. The base and the candidates do not change with it.
+            SISA's shards (the first retrain's too). The base and the candidates do not change.
         model_size: A key of :data:`PRESETS` (``"small"``, ``"tiny"``).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
         data_dir: The data folder (``None``: :func:`eraserlab.datasets.data_dir`).
-        results_dir: Where to write ``<dataset>-<task>-<ratio>-seed<seed>.csv`` / ``.json``
-            (``None``: nothing is written).
+        results_dir: Where to write ``<dataset>-<task>-<ratio>-seed<seed>.csv`` / ``-comparison.csv``
+            / ``.json`` (``None``: nothing is written).
         base_model: A local Hugging Face causal-LM folder to use instead of the small base.
         config: Overrides the preset entirely.
         cache_dir: Where pre-trained bases are cached (default ``<repo>/.cache/rec``).
         progress: Show progress bars.
+        retrains: K, the retrains (default ``config.settings.retrain_seeds``).
 
     Returns:
         The tidy results frame, one row per method.
@@ -312,120 +246,68 @@ def run_experiment(
     family = task_family(task)
     if family not in DATASET_TASKS[dataset]:
         raise ValueError(f"{dataset} has no {family} task, so it cannot run {task!r}: "
-                         f"use one of {[t for t in ('ir', 'qm_removal', 'qm_replacement', 'rc') if task_family(t) in DATASET_TASKS[dataset]]}.")
+                         f"use one of {[t for t in REQUEST_KINDS if task_family(t) in DATASET_TASKS[dataset]]}.")
     if config is None:
         if model_size not in PRESETS:
             raise ValueError(f"Unknown model_size {model_size!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[model_size]
-    methods = _resolve_methods(task, methods)
+    methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task)
     device = resolve_device(device)
     started = time.perf_counter()
 
     base = load_base(dataset, config, base_model, device, data_dir, cache_dir, progress)
     data = load_task_data(dataset, data_dir, config.max_train_per_user, config.data_seed, tasks=(family,))[family]
-    scenario = build_scenario(task, data, ratio, seed, base.info["heldout_users"], config.max_test, config.data_seed,
-                              max_train_users=config.max_train_users)
+    built = build_scenario(task, data, ratio, seed, base.info["heldout_users"], config.max_test, config.data_seed,
+                           max_train_users=config.max_train_users)
+    scenario = protocol.Scenario(train=built.train, request=built.request, retrain_data=built.retrain_data,
+                                 forget=built.forget, corrected=built.corrected, test=built.test, notes=built.notes)
     item_text = config.pretrain.item_text if base_model is None else "title"
-    train_config = dataclasses.replace(config.train, seed=seed)
-    template = add_lora(base.model, config.lora, seed)
+    template, hybrid = add_lora(base.model, config.lora, seed), None
     if config.hybrid:
-        template, extra_hybrid = _add_hybrid_prompt(template, dataset, family, data, base, base_model, config, data_dir,
-                                                    seed, progress)
+        template, hybrid = _add_hybrid_prompt(template, dataset, family, data, base, base_model, config, data_dir,
+                                              seed, progress)
     encoder = PromptEncoder(base.tokenizer, dataset, data.item_titles, item_text=item_text,
                             max_length=getattr(base.model.config, "max_position_embeddings", 4096),
                             item_embedding_offset=template.offset if config.hybrid else None)
-
-    def make_model():
-        return clone_adapter_model(template)
-
-    models: dict[str, list] = {}
-    costs: dict[str, dict[str, Any]] = {}
-    extra: dict[str, Any] = {"erase": None, "sisa": None, "hybrid": extra_hybrid if config.hybrid else None}
-    bar = tqdm(methods, desc=f"{dataset} {task} seed {seed}", disable=not progress)
-    for method in bar:
-        bar.set_postfix(method=method)
-        if method in ("corrupted", "retrain"):
-            model = make_model()
-            examples, what = ((scenario.train, "train on the corrupted/full training set") if method == "corrupted"
-                              else (scenario.retrain_data, "retrain on the corrected training set"))
-            with measure(device) as usage:
-                train(model, answer_loss, examples, train_config, collate_fn=encoder, progress=progress,
-                      description=method.capitalize())
-            models[method], costs[method] = [model], cost_columns(usage, what)
-        elif method == "llmeraser":
-            model = clone_adapter_model(models["corrupted"][0])
-            with measure(device) as usage:
-                result = eraserlib.erase(model, answer_loss, scenario.train, scenario.request, solver="llmeraser",
-                                         weight_decay=train_config.weight_decay, damping=config.erase_damping,
-                                         collate_fn=encoder, batch_size=config.erase_batch_size, seed=seed,
-                                         progress=progress, options=config.erase_options)
-                eraserlib.apply_delta(model, result.delta)
-            extra["erase"] = dict(result.diagnostics)  # made JSON-safe when the record is written
-            models[method], costs[method] = [model], cost_columns(usage, "erase (influence update) and apply")
-        elif method == "gradient_ascent":
-            model = clone_adapter_model(models["corrupted"][0])
-            steps = config.gradient_ascent_epochs * math.ceil(len(scenario.forget) / train_config.batch_size)
-            with measure(device) as usage:
-                gradient_ascent(model, answer_loss, scenario.forget, steps=steps, lr=config.gradient_ascent_lr,
-                                batch_size=train_config.batch_size, collate_fn=encoder, seed=seed, progress=progress)
-            models[method], costs[method] = [model], cost_columns(usage, "gradient ascent on the removed examples")
-        elif method == "finetune":
-            model = clone_adapter_model(models["corrupted"][0])
-            finetune_config = dataclasses.replace(train_config, epochs=config.finetune_epochs, lr=config.finetune_lr)
-            with measure(device) as usage:
-                finetune_on_corrected(model, answer_loss, scenario.corrected, finetune_config, collate_fn=encoder,
-                                      progress=progress)
-            models[method], costs[method] = [model], cost_columns(usage, "fine-tune on the corrected examples")
-        elif method == "sisa":
-            sisa = SISA(make_model, answer_loss, config.sisa_shards, train_config, collate_fn=encoder, seed=seed,
-                        progress=progress)
-            usage, extra["sisa"] = timed_sisa(sisa, scenario.train, scenario.request, device)
-            models[method] = sisa.models
-            costs[method] = {**cost_columns(usage, f"retrain {len(extra['sisa']['affected_shards'])} of "
-                                                   f"{config.sisa_shards} shards"),
-                             "setup_time_s": extra["sisa"]["fit_time_s"]}
-
-    evaluator = _Evaluator(scenario, encoder, config.eval_batch_size, progress)
-    rows, distributions = {}, {}
-    for method in tqdm(methods, desc="evaluate", disable=not progress, leave=False):
-        rows[method], distributions[method] = evaluator(models[method])
-    reference = adapter_change(models["retrain"][0], models["corrupted"][0]) if "retrain" in models else None
-    for method in methods:
-        row = rows[method]
-        if "retrain" in distributions:
-            for split in ("test", "corrected"):
-                row[f"jsd_{split}"] = float(np.mean(metrics.jensen_shannon_divergence(
-                    distributions[method][split], distributions["retrain"][split])))
-        if reference is not None and method != "sisa":
-            change = adapter_change(models[method][0], models["corrupted"][0])
-            row["delta_cosine"] = metrics.delta_cosine(change, reference)
-            row["delta_norm_ratio"] = metrics.delta_norm_ratio(change, reference)
-            row["delta_relative_error"] = metrics.delta_relative_error(change, reference)
-
-    load = machine_load()
-    frame = pd.DataFrame([
-        {"dataset": dataset, "task": task, "ratio": ratio, "seed": seed, "method": method,
-         **rows[method], **costs[method],
-         "n_train": len(scenario.train), "n_request": len(scenario.request), "n_test": len(scenario.test),
-         "model": model_size if base_model is None else os.fspath(base_model), "item_text": item_text,
-         "hybrid": config.hybrid,
-         "threads": torch.get_num_threads(), "device": str(device), "load_1min": load}
-        for method in methods
-    ])
+    context = protocol.Context(scenario, _model_factory(template, config, seed), answer_loss,
+                               dataclasses.replace(config.train, seed=seed), config.settings, collate_fn=encoder,
+                               device=device, seed=seed, progress=progress)
+    evaluator = Evaluator(scenario, encoder, config.eval_batch_size, next_item=family == "next_item")
+    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains)
+    frame = protocol.tidy_frame(outcome, head={"dataset": dataset, "task": task, "ratio": ratio, "seed": seed},
+                                tail={**scenario.sizes(), "model": model_size if base_model is None else os.fspath(base_model),
+                                      "item_text": item_text, "hybrid": config.hybrid}, device=device)
     if results_dir is not None:
-        stem = f"{dataset}-{task}-{ratio:g}-seed{seed}"
-        results_dir = Path(results_dir)
-        write_atomically(results_dir / f"{stem}.csv", frame.to_csv(index=False))
-        record = {
-            "rows": json.loads(frame.to_json(orient="records")),
-            "config": jsonable(config.to_dict()), "scenario_notes": list(scenario.notes),
-            "data_notes": list(data.notes), "base": jsonable({k: v for k, v in base.info.items() if k != "heldout_users"}),
-            "heldout_users": len(base.info["heldout_users"]), "erase_diagnostics": jsonable(extra["erase"]),
-            "sisa": jsonable(extra["sisa"]), "hybrid": jsonable(extra["hybrid"]), "total_time_s": time.perf_counter() - started,
-            "torch": torch.__version__,
-        }
-        write_atomically(results_dir / f"{stem}.json", json.dumps(record, indent=1))
+        record = {"config": config.to_dict(), "scenario_notes": list(scenario.notes), "data_notes": list(data.notes),
+                  "base": jsonable({k: v for k, v in base.info.items() if k != "heldout_users"}),
+                  "heldout_users": len(base.info["heldout_users"]), "hybrid": hybrid, **outcome.record,
+                  "total_time_s": time.perf_counter() - started, "torch": torch.__version__}
+        protocol.write_run(results_dir, f"{dataset}-{task}-{ratio:g}-seed{seed}", frame, record)
     return frame
+
+
+def _model_factory(template: torch.nn.Module, config: ExperimentConfig, seed: int):
+    """``make_model(s)``: a copy of the template (base shared) with its adapter (and projector) drawn from ``s``.
+
+    ``s`` = the run's seed gives the template's own initial adapter (Corrupted's); another seed
+    redraws the LoRA matrices as :func:`~eraserlab.rec.model.add_lora` does and, with the hybrid
+    prompt, the projector as :func:`~eraserlab.rec.sasrec.build_projector` does.
+    """
+
+    def make_model(s: int) -> torch.nn.Module:
+        model = clone_adapter_model(template)
+        if s == seed:
+            return model
+        if isinstance(model, HybridPromptModel):
+            reset_adapter(model.language_model, config.lora.init_scale, s)
+            embedding = model.language_model.get_input_embeddings()
+            fresh = build_projector(config.projector, model.item_embeddings.shape[1], embedding.embedding_dim, s)
+            model.projector.load_state_dict(fresh.state_dict())
+        else:
+            reset_adapter(model, config.lora.init_scale, s)
+        return model
+
+    return make_model
 
 
 def _add_hybrid_prompt(model, dataset: str, family: str, data, base: Recommender, base_model, config: ExperimentConfig,
@@ -446,16 +328,3 @@ def _add_hybrid_prompt(model, dataset: str, family: str, data, base: Recommender
     info = {**info, "setup_time_s": time.perf_counter() - start, "projector": config.projector,
             "projector_parameters": sum(p.numel() for p in hybrid.projector.parameters())}
     return hybrid, info
-
-
-def _resolve_methods(task: str, methods: Sequence[str] | None) -> list[str]:
-    if methods is None:
-        methods = [m for m in METHODS if task in _ONLY_FOR.get(m, (task,))]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; choose from {METHODS}.")
-    for m in methods:
-        if task not in _ONLY_FOR.get(m, (task,)):
-            raise ValueError(f"{m!r} applies to {_ONLY_FOR[m]} only, not to {task!r}.")
-    # Corrupted first (the others start from it or compare with it), then the given order.
-    return ["corrupted"] + [m for m in METHODS if m in methods and m != "corrupted"]

@@ -1,5 +1,6 @@
-"""A whole multimodal experiment at the smallest sizes: every method, every column, SISA's
-bookkeeping, determinism per seed, and the path for the real benchmarks' files."""
+"""A whole multimodal experiment at the smallest sizes: every method through the shared protocol,
+every column, K retrains and the comparison, SISA's bookkeeping, determinism per seed, and the
+path for the real benchmarks' files."""
 
 import dataclasses
 import json
@@ -18,14 +19,19 @@ COMMON_COLUMNS = {
     "worst_group_accuracy", "corrected_accuracy", "corrected_loss", "forget_accuracy", "forget_loss",
     "jsd_test", "jsd_corrected", "jsd_conflict", "delta_cosine", "delta_norm_ratio", "delta_relative_error",
     "time_s", "peak_memory_mb", "memory_kind", "time_what", "n_train", "n_request", "n_test", "n_conflict",
-    "threads", "device", "load_1min",
+    "threads", "device", "load_1min", "retrains", "retrains_extra_time_s", "effect_resolved", "effect_note",
+    "certificate_ratio", "z/forget_loss", "z/forget_accuracy",
 }
+DISTANCES = ("jsd_test", "jsd_corrected", "jsd_conflict", "forget_loss")
+COMPARISON_COLUMNS = {f"{stat}/{d}" for d in DISTANCES for stat in ("d_ur", "r", "r_low", "r_high", "d_rr", "d_or",
+                                                                      "effect", "effect_low", "effect_high")}
 BENCHMARK_COLUMNS = {
     "spurious": {"accuracy/All", "accuracy/Average", *(f"accuracy/{t}" for t in spurious.SPURIOUS_TYPES)},
     "relation": {"accuracy", "precision", "recall", "f1", "yes_ratio", "accuracy/Positive", "accuracy/Opposite"},
 }
 # Columns that describe the machine, not the result.
-COST_COLUMNS = ["time_s", "peak_memory_mb", "setup_time_s", "load_1min"]
+COST_COLUMNS = ["time_s", "peak_memory_mb", "setup_time_s", "eval_time_s", "certificate_time_s",
+                "retrains_extra_time_s", "load_1min"]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +45,11 @@ def test_tiny_experiment_returns_every_method_and_metric(cache_dir, tmp_path, be
     frame = run_experiment(benchmark, task, ratio=0.4, seed=0, preset="tiny", cache_dir=cache_dir,
                            results_dir=tmp_path, progress=False)
     assert list(frame["method"]) == list(METHODS)
-    assert COMMON_COLUMNS | BENCHMARK_COLUMNS[benchmark] <= set(frame.columns)
+    assert COMMON_COLUMNS | COMPARISON_COLUMNS | BENCHMARK_COLUMNS[benchmark] <= set(frame.columns)
     rows = frame.set_index("method")
+    assert (frame["retrains"] == 3).all()
+    assert rows.loc["corrupted", [f"r/{d}" for d in DISTANCES]].tolist() == [1.0] * len(DISTANCES)
+    assert np.isfinite(rows.loc["llmeraser", "certificate_ratio"]) and rows["certificate_ratio"].isna().sum() == 5
     assert rows.loc["retrain", ["jsd_test", "jsd_corrected", "jsd_conflict"]].tolist() == [0.0, 0.0, 0.0]
     assert rows.loc["retrain", "delta_relative_error"] == pytest.approx(0.0, abs=1e-12)
     assert rows.loc["corrupted", "delta_relative_error"] == pytest.approx(1.0)
@@ -55,7 +64,10 @@ def test_tiny_experiment_returns_every_method_and_metric(cache_dir, tmp_path, be
     assert [row["method"] for row in saved["rows"]] == list(METHODS)
     assert saved["erase_diagnostics"]["solver"] == "llmeraser"
     assert saved["base_cache_key"] == cache_key(TINY.model, TINY.pretrain, TINY.base_seed)
+    assert [r["seed"] for r in saved["retrains"]] == [0, 1000, 2000]
+    assert len(saved["comparison"]) == len(METHODS) * len(DISTANCES)
     assert (tmp_path / f"{stem}.csv").read_text().startswith("benchmark,task,ratio,seed,method")
+    assert (tmp_path / f"{stem}-comparison.csv").exists()
 
 
 def test_validation_split_is_scored_when_asked(cache_dir, tmp_path):
@@ -85,8 +97,10 @@ def test_same_seed_same_results_other_seed_other_request(cache_dir):
     first = run_experiment("relation", "rc", seed=3, **kwargs).drop(columns=COST_COLUMNS, errors="ignore")
     again = run_experiment("relation", "rc", seed=3, **kwargs).drop(columns=COST_COLUMNS, errors="ignore")
     assert first.equals(again)
+    assert np.isfinite(first["r/jsd_test"]).all() and (first["retrains"] == 3).all()
     other = run_experiment("relation", "rc", seed=4, **kwargs).drop(columns=COST_COLUMNS, errors="ignore")
     assert not first["corrected_loss"].equals(other["corrected_loss"])
+    assert not first["r/jsd_test"].equals(other["r/jsd_test"])
 
 
 def test_real_format_files_and_a_local_checkpoint(cache_dir, tmp_path):
@@ -100,6 +114,7 @@ def test_real_format_files_and_a_local_checkpoint(cache_dir, tmp_path):
                            data_dir=tmp_path / "mm-spubench", base_model=checkpoint, progress=False)
     assert frame["n_train"].iloc[0] == 24 and frame["n_conflict"].iloc[0] == 0
     assert frame["conflict_accuracy"].isna().all() and frame["jsd_conflict"].isna().all()
+    assert "r/jsd_conflict" not in frame.columns and "r/jsd_test" in frame.columns  # no conflict set, no distance
     assert frame["model"].iloc[0] == str(checkpoint)
 
 
@@ -122,4 +137,8 @@ def test_tiny_preset_is_the_small_one_scaled_down():
     small = PRESETS["small"]
     changed = {f.name for f in dataclasses.fields(small) if getattr(small, f.name) != getattr(TINY, f.name)}
     # the same methods and request, only sizes and budgets differ
-    assert changed.isdisjoint({"query_corruption", "erase_damping", "relation_level", "data_seed", "base_seed"})
+    assert changed.isdisjoint({"query_corruption", "relation_level", "data_seed", "base_seed"})
+    settings = {f.name for f in dataclasses.fields(small.settings)
+                if getattr(small.settings, f.name) != getattr(TINY.settings, f.name)}
+    assert settings <= {"erase_batch_size", "erase_options", "sisa_shards"}
+    assert small.erase_damping == TINY.erase_damping == small.settings.erase_damping  # the former flat name

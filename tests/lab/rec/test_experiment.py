@@ -1,4 +1,5 @@
-"""The base-model cache and a whole experiment at the smallest sizes, on the real MovieLens files."""
+"""The base-model cache and a whole experiment at the smallest sizes, on the real MovieLens files:
+every method through the shared protocol, K retrains, the comparison columns, determinism per seed."""
 
 import dataclasses
 import json
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from eraserlab.protocol import retrain_seeds
 from eraserlab.rec.experiment import PRESETS, run_experiment
 from eraserlab.rec.pretrain import PretrainConfig, cache_key, pretrain_base
 
@@ -41,7 +43,15 @@ def test_base_is_cached_and_reused(data_root, cache_dir):
 NEXT_ITEM_COLUMNS = {"hit_ratio_at_1", "valid_ratio", "candidate_accuracy", "corrected_loss", "corrected_accuracy"}
 COMMON_COLUMNS = {"dataset", "task", "ratio", "seed", "method", "test_loss", "forget_loss", "forget_accuracy",
                   "jsd_test", "jsd_corrected", "delta_cosine", "delta_norm_ratio", "delta_relative_error",
-                  "time_s", "peak_memory_mb", "memory_kind", "n_train", "n_request", "n_test", "load_1min"}
+                  "time_s", "peak_memory_mb", "memory_kind", "n_train", "n_request", "n_test", "load_1min",
+                  "retrains", "retrains_extra_time_s", "effect_resolved", "effect_note", "certificate_ratio",
+                  "z/forget_loss", "z/forget_accuracy"}
+DISTANCES = ("jsd_test", "jsd_corrected", "forget_loss")
+COMPARISON_COLUMNS = {f"{stat}/{d}" for d in DISTANCES for stat in (
+    "d_ur", "r", "r_low", "r_high", "d_rr", "d_rr_sd", "d_or", "effect", "effect_low", "effect_high", "effect_resolved")}
+# Columns that describe the machine, not the result.
+TIMING_COLUMNS = ["time_s", "peak_memory_mb", "setup_time_s", "eval_time_s", "certificate_time_s",
+                  "retrains_extra_time_s", "load_1min"]
 
 
 @pytest.mark.parametrize("task, methods", [
@@ -52,13 +62,21 @@ def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, t
     frame = run_experiment("movielens", task, ratio=0.1, seed=0, model_size="tiny", device="cpu",
                            data_dir=data_root, results_dir=tmp_path, cache_dir=cache_dir, progress=False)
     assert list(frame["method"]) == methods
-    expected = COMMON_COLUMNS | (NEXT_ITEM_COLUMNS if task == "rc" else {"auc", "accuracy"})
+    expected = COMMON_COLUMNS | COMPARISON_COLUMNS | (NEXT_ITEM_COLUMNS if task == "rc" else {"auc", "accuracy"})
     assert expected <= set(frame.columns)
     retrain = frame.set_index("method").loc["retrain"]
     assert retrain["jsd_test"] == pytest.approx(0.0, abs=1e-12)
     assert retrain["delta_relative_error"] == pytest.approx(0.0, abs=1e-12)
     corrupted = frame.set_index("method").loc["corrupted"]
     assert corrupted["delta_relative_error"] == pytest.approx(1.0)
+    # K = 3 retrains by default; Corrupted is the reference of r, exactly
+    assert (frame["retrains"] == 3).all() and (frame["retrains_extra_time_s"] > 0).all()
+    assert [corrupted[f"r/{d}"] for d in DISTANCES] == [1.0, 1.0, 1.0]
+    assert np.isfinite(frame[[f"r/{d}" for d in DISTANCES]].to_numpy(float)).all()
+    # the tiny base learns next to nothing: the request is lost in retraining's noise, and the frame says so
+    assert not frame["effect_resolved"].any() and "below retraining's own noise" in corrupted["effect_note"]
+    erased = frame.set_index("method")["certificate_ratio"]
+    assert np.isfinite(erased["llmeraser"]) and erased.drop("llmeraser").isna().all()
     assert (frame["time_s"] > 0).all() and frame["n_request"].iloc[0] > 0
     # the adapters differ, so the distances are real numbers
     assert np.isfinite(frame.set_index("method").loc["llmeraser", ["jsd_test", "jsd_corrected", "delta_cosine"]]).all()
@@ -66,7 +84,22 @@ def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, t
     saved = json.loads((tmp_path / f"{stem}.json").read_text())
     assert [row["method"] for row in saved["rows"]] == methods
     assert saved["erase_diagnostics"]["solver"] == "llmeraser"
+    assert [r["seed"] for r in saved["retrains"]] == retrain_seeds(0, 3) == [0, 1000, 2000]
+    assert saved["certificates"]["llmeraser"]["num_examples"] == frame["n_train"].iloc[0] - (
+        frame["n_request"].iloc[0] if task == "ir" else 0)
+    assert len(saved["comparison"]) == len(methods) * len(DISTANCES)
     assert (tmp_path / f"{stem}.csv").read_text().startswith("dataset,task,ratio,seed,method")
+    assert (tmp_path / f"{stem}-comparison.csv").read_text().startswith("dataset,task,ratio,seed,method,distance")
+    assert "NaN" not in (tmp_path / f"{stem}.json").read_text()  # strict JSON
+
+
+def test_same_parameters_give_the_same_numbers(data_root, cache_dir):
+    kwargs = dict(ratio=0.1, seed=2, model_size="tiny", device="cpu", data_dir=data_root, cache_dir=cache_dir,
+                  methods=["retrain", "llmeraser"], retrains=2, progress=False)
+    first = run_experiment("movielens", "rc", **kwargs).drop(columns=TIMING_COLUMNS, errors="ignore")
+    again = run_experiment("movielens", "rc", **kwargs).drop(columns=TIMING_COLUMNS, errors="ignore")
+    assert first.equals(again)
+    assert (first["retrains"] == 2).all() and "2 retrains" in first["effect_note"].iloc[0]
 
 
 def test_unknown_or_inapplicable_settings_are_refused(data_root):
@@ -91,8 +124,8 @@ def test_a_local_checkpoint_replaces_the_small_base(data_root, tmp_path):
     model.save_pretrained(tmp_path / "checkpoint")
     save_tokenizer(tokenizer, tmp_path / "checkpoint")
     frame = run_experiment("movielens", "qm_replacement", ratio=0.1, seed=1, methods=["retrain", "llmeraser"],
-                           config=dataclasses.replace(TINY, max_train_users=24, erase_options={
-                               "top_eigenvalue": 4.0, "first_window": 2, "max_steps": 8}),
+                           config=dataclasses.replace(TINY, max_train_users=24, settings=dataclasses.replace(
+                               TINY.settings, erase_options={"top_eigenvalue": 4.0, "first_window": 2, "max_steps": 8})),
                            device="cpu", data_dir=data_root,
                            base_model=tmp_path / "checkpoint", progress=False)
     assert list(frame["method"]) == ["corrupted", "retrain", "llmeraser"]

@@ -117,7 +117,7 @@ def test_hybrid_experiment_erases_the_projector_with_the_adapter(data_root, tiny
     config = dataclasses.replace(TINY, hybrid=True)
     frame = run_experiment("movielens", "rc", ratio=0.1, seed=0, methods=["corrupted", "retrain", "llmeraser"],
                            device="cpu", data_dir=data_root, results_dir=tmp_path, config=config, cache_dir=cache,
-                           progress=False)
+                           retrains=2, progress=False)
     assert list(frame["method"]) == ["corrupted", "retrain", "llmeraser"] and frame["hybrid"].all()
     saved = json.loads((tmp_path / "movielens-rc-0.1-seed0.json").read_text())
     assert saved["hybrid"]["projector"] == "mlp" and saved["hybrid"]["projector_parameters"] > 0
@@ -126,5 +126,5 @@ def test_hybrid_experiment_erases_the_projector_with_the_adapter(data_root, tiny
     # the same run again gives the same numbers (seeded SASRec, projector, adapter, solver)
     again = run_experiment("movielens", "rc", ratio=0.1, seed=0, methods=["corrupted", "retrain", "llmeraser"],
                            device="cpu", data_dir=data_root, results_dir=None, config=config, cache_dir=cache,
-                           progress=False)
+                           retrains=2, progress=False)
     assert again["jsd_test"].tolist() == frame["jsd_test"].tolist()

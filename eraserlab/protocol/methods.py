@@ -1,0 +1,283 @@
+"""The methods of the experiments, each registered once for both arms.
+
+A method is a function ``method(context: Context) -> MethodOutput``: from the scenario, a
+model factory, the trained Corrupted model and the settings it returns its model(s), the cost
+of its own step and what the record should keep. The protocol (:func:`eraserlab.protocol.run_protocol`)
+runs Corrupted first, then the K retrains, then every other method, evaluates them all with the
+arm's evaluator and compares them with the retrains (:mod:`eraserlab.protocol.compare`).
+
+**Adding a baseline** (RecEraser, E2URec, APA, ...) — once, here, for both arms:
+
+1. Put the algorithm itself in the library, one module in :mod:`eraserlib.baselines`, written
+   for any model and ``loss_fn`` (as :func:`eraserlib.baselines.gradient_ascent`).
+2. Below, write its method and register it::
+
+       @register("receraser", kinds=(InstanceRemoval.kind,))
+       def receraser(context: Context) -> MethodOutput:
+           model = context.from_corrupted()          # or context.fresh() for a new adapter
+           with measure(context.device) as usage:    # time the method's own step only
+               info = my_baseline(model, context.loss_fn, context.scenario.forget, ...,
+                                  collate_fn=context.collate_fn, seed=context.seed)
+           return MethodOutput([model], cost_columns(usage, "what the time covers"),
+                               record={"receraser": info})
+
+   ``kinds`` are the request kinds it applies to; ``only={"rec": (...)}`` narrows them for one
+   arm (``only={"mllm": ()}``: not in that arm). Its hyper-parameters go in
+   :class:`~eraserlab.protocol.settings.MethodSettings` (both arms' presets then carry them).
+   Several models (an ensemble, as SISA's shards) are returned as a list with ``single=False``
+   (the arm's evaluator averages their answer distributions; ΔΘ columns are NaN); an update Δ
+   of Corrupted's parameters returned as ``delta=`` gets a certificate
+   (:func:`eraserlib.certificate.gradient_certificate`).
+3. Nothing else: ``run_experiment`` of both arms runs it by default wherever it applies, accepts
+   it in ``methods=[...]``, gives it a row in the frame and a residual r in the comparison; the
+   book's palette (:mod:`eraserbook.palette`) needs a colour and a label for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+import eraserlib
+from eraserlib.adapters import clone_adapter_model
+from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
+from eraserlib.objective import LossFn
+from eraserlib.training import TrainConfig, train
+from eraserlab.profiling import Usage, measure
+from eraserlab.protocol.scenario import KINDS, Request, Scenario
+from eraserlab.protocol.settings import MethodSettings
+from eraserlab.records import cost_columns
+
+IR, QM, RC = KINDS
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method gets.
+
+    Attributes:
+        scenario: The data and the request.
+        make_model: ``make_model(seed)`` → a fresh model whose adapter is initialised from
+            ``seed`` (the run's seed gives Corrupted's initial adapter); the base is shared.
+        loss_fn: The training loss, ``loss_fn(model, batch) -> scalar``.
+        train_config: Training of Corrupted, the retrains and SISA's shards (``seed`` = :attr:`seed`).
+        settings: The methods' settings.
+        collate_fn: List of examples → batch on the model's device.
+        device: Where the work runs (for :func:`eraserlab.profiling.measure`).
+        seed: The run's seed (a retrain's own seed when it trains one).
+        progress: Show progress bars.
+        corrupted: The trained Corrupted model (None while Corrupted itself is trained).
+    """
+
+    scenario: Scenario
+    make_model: Callable[[int], nn.Module]
+    loss_fn: LossFn
+    train_config: TrainConfig
+    settings: MethodSettings
+    _: dataclasses.KW_ONLY
+    collate_fn: Callable[[list[Any]], Any] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    progress: bool = False
+    corrupted: nn.Module | None = None
+
+    def fresh(self) -> nn.Module:
+        """A new model with this context's seed's initial adapter."""
+        return self.make_model(self.seed)
+
+    def from_corrupted(self) -> nn.Module:
+        """A copy of Corrupted (its adapter copied, the base shared) to change in place."""
+        if self.corrupted is None:
+            raise RuntimeError("This method starts from Corrupted, which has not been trained yet.")
+        return clone_adapter_model(self.corrupted)
+
+    def with_seed(self, seed: int) -> Context:
+        """The same context for another seed: adapter initialisation and data order."""
+        return dataclasses.replace(self, seed=seed, train_config=dataclasses.replace(self.train_config, seed=seed))
+
+
+@dataclass
+class MethodOutput:
+    """What a method returns.
+
+    Attributes:
+        models: Its model, or the models of an ensemble.
+        cost: Frame columns of its cost (:func:`eraserlab.records.cost_columns`, plus e.g.
+            ``setup_time_s``).
+        record: Entries for the run's JSON record (top-level keys; e.g. ``erase_diagnostics``).
+        delta: The update it applied to Corrupted's parameters (name → tensor), if it is one.
+        single: One adapter (compared with Retrain's change of the parameters); False for an
+            ensemble.
+    """
+
+    models: list[nn.Module]
+    cost: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)
+    delta: Mapping[str, torch.Tensor] | None = None
+    single: bool = True
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its function and the request kinds it applies to (per arm)."""
+
+    name: str
+    run: Callable[[Context], MethodOutput]
+    kinds: frozenset[str]
+    only: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def kinds_for(self, arm: str) -> frozenset[str]:
+        return self.only.get(arm, self.kinds)
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, *, kinds: Iterable[str] = KINDS, only: Mapping[str, Iterable[str]] | None = None):
+    """Decorator: register ``method(context) -> MethodOutput`` under ``name`` (module docstring)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"Unknown request kinds {sorted(unknown)}; use {KINDS}.")
+
+    def decorate(function: Callable[[Context], MethodOutput]) -> Callable[[Context], MethodOutput]:
+        if name in REGISTRY:
+            raise ValueError(f"A method {name!r} is registered already.")
+        REGISTRY[name] = Method(name, function, frozenset(kinds),
+                                {arm: frozenset(k) for arm, k in (only or {}).items()})
+        return function
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    """Remove a registered method (tests that register their own)."""
+    REGISTRY.pop(name)
+
+
+def method_names(arm: str | None = None, kind: str | None = None) -> tuple[str, ...]:
+    """Registered methods in registration order; those that apply to ``arm`` and ``kind`` when given."""
+    return tuple(m.name for m in REGISTRY.values()
+                 if arm is None or kind is None or kind in m.kinds_for(arm))
+
+
+def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: str | None = None) -> list[str]:
+    """The methods to run, Corrupted first (every other starts from it or is compared with it).
+
+    Args:
+        arm: ``"rec"`` or ``"mllm"``.
+        kind: The request kind (:data:`~eraserlab.protocol.scenario.KINDS`).
+        requested: Names, or None for every method that applies.
+        task: The arm's name of the task, for the error messages.
+
+    Raises:
+        ValueError: an unknown method, or one that does not apply to the request.
+    """
+    if requested is None:
+        requested = method_names(arm, kind)
+    unknown = sorted(set(requested) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}; choose from {tuple(REGISTRY)}.")
+    for name in requested:
+        kinds = REGISTRY[name].kinds_for(arm)
+        if kind not in kinds:
+            raise ValueError(f"{name!r} applies to {sorted(kinds)} only, not to {task or kind!r}.")
+    return ["corrupted"] + [m for m in REGISTRY if m in requested and m != "corrupted"]
+
+
+def _train_fresh(context: Context, data: Sequence[Any], what: str, description: str) -> MethodOutput:
+    model = context.fresh()
+    with measure(context.device) as usage:
+        train(model, context.loss_fn, data, context.train_config, collate_fn=context.collate_fn,
+              progress=context.progress, description=description)
+    return MethodOutput([model], cost_columns(usage, what))
+
+
+@register("corrupted")
+def corrupted(context: Context) -> MethodOutput:
+    """The adapter trained on the data as trained on: what every other method starts from."""
+    return _train_fresh(context, context.scenario.train, "train on the training set as given (corrupted / full)",
+                        "Corrupted")
+
+
+@register("retrain")
+def retrain(context: Context) -> MethodOutput:
+    """The gold standard: a fresh adapter trained on the data the request leaves (context's seed)."""
+    return _train_fresh(context, context.scenario.retrain_data, "retrain on the data the request leaves",
+                        f"Retrain (seed {context.seed})")
+
+
+@register("llmeraser")
+def llmeraser(context: Context) -> MethodOutput:
+    """``eraserlib.erase`` on Corrupted with the settings' solver, applied."""
+    settings, model = context.settings, context.from_corrupted()
+    with measure(context.device) as usage:
+        result = eraserlib.erase(model, context.loss_fn, context.scenario.train, context.scenario.request,
+                                 solver=settings.erase_solver, options=settings.erase_options,
+                                 damping=settings.erase_damping, weight_decay=context.train_config.weight_decay,
+                                 collate_fn=context.collate_fn, batch_size=settings.erase_batch_size,
+                                 seed=context.seed, progress=context.progress)
+        eraserlib.apply_delta(model, result.delta)
+    return MethodOutput([model], cost_columns(usage, "erase (influence update) and apply"),
+                        record={"erase_diagnostics": dict(result.diagnostics)}, delta=result.delta)
+
+
+# The recommendation arm runs gradient ascent for removals only (it is the usual IR baseline);
+# the multimodal arm runs it for QM/RC, where it ascends the wrong answers as trained on.
+@register("gradient_ascent", only={"rec": (IR,)})
+def gradient_ascent_method(context: Context) -> MethodOutput:
+    """Corrupted, ascending the mean loss of the forget set (the examples as trained on)."""
+    settings, config, model = context.settings, context.train_config, context.from_corrupted()
+    forget = context.scenario.forget
+    steps = settings.gradient_ascent_epochs * math.ceil(len(forget) / config.batch_size)
+    with measure(context.device) as usage:
+        gradient_ascent(model, context.loss_fn, forget, steps=steps, lr=settings.gradient_ascent_lr,
+                        batch_size=config.batch_size, collate_fn=context.collate_fn, seed=context.seed,
+                        max_grad_norm=settings.gradient_ascent_clip, progress=context.progress)
+    return MethodOutput([model], cost_columns(usage, "gradient ascent on the forget set"))
+
+
+@register("finetune", kinds=(QM, RC))
+def finetune(context: Context) -> MethodOutput:
+    """Corrupted, trained further on the corrected examples only (no warm-up)."""
+    settings, model = context.settings, context.from_corrupted()
+    config = dataclasses.replace(context.train_config, epochs=settings.finetune_epochs, lr=settings.finetune_lr,
+                                 warmup_steps=0)
+    with measure(context.device) as usage:
+        finetune_on_corrected(model, context.loss_fn, context.scenario.corrected, config,
+                              collate_fn=context.collate_fn, progress=context.progress)
+    return MethodOutput([model], cost_columns(usage, "fine-tune on the corrected examples"))
+
+
+@register("sisa")
+def sisa(context: Context) -> MethodOutput:
+    """SISA's k shard adapters (each from the run's initial adapter), the touched shards retrained."""
+    shards = context.settings.sisa_shards
+    ensemble = SISA(context.fresh, context.loss_fn, shards, context.train_config, collate_fn=context.collate_fn,
+                    seed=context.seed, progress=context.progress)
+    usage, info = timed_sisa(ensemble, context.scenario.train, context.scenario.request, context.device)
+    cost = {**cost_columns(usage, f"retrain {len(info['affected_shards'])} of {shards} shards"),
+            "setup_time_s": info["fit_time_s"]}
+    return MethodOutput(ensemble.models, cost, record={"sisa": info}, single=False)
+
+
+def timed_sisa(ensemble: SISA, train_data: Sequence[Any], request: Request,
+               device: torch.device | str | None = None) -> tuple[Usage, dict[str, Any]]:
+    """SISA as the experiments run it: fit on ``train_data``, then unlearn ``request``, each timed.
+
+    Returns:
+        The :class:`~eraserlab.profiling.Usage` of the unlearning step (the method's cost) and a
+        record: :meth:`SISA.unlearn`'s report plus ``shards``, ``fit_time_s`` (the initial
+        training of all shards) and ``train_count`` (how often each shard was trained).
+    """
+    with measure(device) as setup:
+        ensemble.fit(train_data)
+    with measure(device) as usage:
+        info = ensemble.unlearn(request)
+    return usage, {**info, "shards": ensemble.num_shards, "fit_time_s": setup.wall_time_s,
+                   "train_count": list(ensemble.train_count)}

@@ -1,0 +1,200 @@
+"""The one method loop of both arms: Corrupted, K retrains, every other method, evaluation, comparison.
+
+    outcome = run_protocol(context, evaluator, methods)
+    frame = tidy_frame(outcome, head={"dataset": ..., "task": ...}, tail={...}, device=device)
+
+The arm gives a :class:`~eraserlab.protocol.methods.Context` (scenario, model factory, loss,
+training config, settings) and an evaluator (model list → :class:`~eraserlab.protocol.compare.Evaluation`);
+everything else is the same for both arms:
+
+1. **Corrupted**, trained on the data as given;
+2. **K retrains** on the data the request leaves, with the seeds :func:`retrain_seeds` (each
+   seed sets the adapter's initialisation *and* the data order; everything else is fixed). The
+   first is the run's seed, the same initial adapter as Corrupted: the ``retrain`` row;
+3. every other method, in registry order, from Corrupted (or fresh models);
+4. a certificate for every method that returns an update Δ of Corrupted (``certificate_*``);
+5. every model set evaluated on the same examples, the K − 1 other retrains too;
+6. the distances to the run seed's Retrain (``jsd_<split>``, ``delta_*``, as before) and the
+   comparison with the K retrains (:mod:`eraserlab.protocol.compare`).
+
+The retrains are trained once per request and shared by every method's comparison; their cost
+beyond the first is ``retrains_extra_time_s`` (training and evaluation), on every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from eraserlib import metrics
+from eraserlib.adapters import adapter_change
+from eraserlib.certificate import gradient_certificate
+from eraserlab.protocol.compare import Evaluation, compare, run_seed_distances
+from eraserlab.protocol.methods import REGISTRY, Context, MethodOutput
+from eraserlab.records import machine_load
+
+#: Seeds of the retrains after the first (the run's): run seed + this × k, far from the seeds
+#: SISA's shards use (run seed + shard).
+RETRAIN_SEED_STRIDE = 1000
+
+DELTA_COLUMNS = ("delta_cosine", "delta_norm_ratio", "delta_relative_error")
+
+Evaluator = Callable[[Sequence[torch.nn.Module]], Evaluation]
+
+
+def retrain_seeds(seed: int, count: int) -> list[int]:
+    """The K retrain seeds of a run: its own seed first, then seed + 1000·k."""
+    return [seed + RETRAIN_SEED_STRIDE * k for k in range(count)]
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_protocol` returns.
+
+    Attributes:
+        methods: The methods run, in frame order.
+        rows: Method → its frame columns (metrics, distances to Retrain, cost, certificate,
+            comparison).
+        setting: Columns that describe the whole run (the same on every row).
+        record: Entries for the JSON record (the methods' own, ``retrains``, ``certificates``).
+        notes: Sentences for a reader (e.g. that the request's effect is below the noise).
+    """
+
+    methods: list[str]
+    rows: dict[str, dict[str, Any]]
+    setting: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str], *,
+                 retrains: int | None = None) -> Outcome:
+    """Run, evaluate and compare ``methods`` on ``context.scenario`` (see the module docstring).
+
+    Args:
+        context: The arm's context (``corrupted`` unset).
+        evaluator: Model list → :class:`~eraserlab.protocol.compare.Evaluation`.
+        methods: From :func:`~eraserlab.protocol.methods.resolve_methods` (Corrupted first).
+        retrains: K (default ``context.settings.retrain_seeds``); with ``"retrain"`` not among
+            the methods no retrain is trained and nothing is compared.
+
+    Returns:
+        The :class:`Outcome`.
+    """
+    count = context.settings.retrain_seeds if retrains is None else int(retrains)
+    if "retrain" not in methods:
+        count = 0
+    elif count < 1:
+        raise ValueError(f"retrains must be ≥ 1 when Retrain runs (≥ 2 to measure its noise), got {count}.")
+    seeds = retrain_seeds(context.seed, count)
+    outputs: dict[str, MethodOutput] = {}
+    bar = tqdm(total=len(methods) + max(count - 1, 0), desc="methods", disable=not context.progress)
+    outputs["corrupted"] = _step(bar, "corrupted", lambda: REGISTRY["corrupted"].run(context))
+    context = dataclasses.replace(context, corrupted=outputs["corrupted"].models[0])
+    retrained = [_step(bar, f"retrain seed {s}", lambda s=s: REGISTRY["retrain"].run(context.with_seed(s)))
+                 for s in seeds]
+    if retrained:
+        outputs["retrain"] = retrained[0]
+    for name in methods:
+        if name not in outputs:
+            outputs[name] = _step(bar, name, lambda name=name: REGISTRY[name].run(context))
+    bar.close()
+    certificates = {name: _certificate(context, out.delta) for name, out in outputs.items()
+                    if out.delta is not None and context.settings.certificate}
+
+    evaluations, eval_times = {}, {}
+    for name in tqdm(methods, desc="evaluate", disable=not context.progress, leave=False):
+        evaluations[name], eval_times[name] = _timed(evaluator, outputs[name].models)
+    extra = [_timed(evaluator, out.models) for out in retrained[1:]]
+    timed_retrains = [(evaluations["retrain"], eval_times["retrain"]), *extra] if retrained else []
+    retrain_evaluations = [e for e, _ in timed_retrains]
+
+    rows = {name: {**evaluations[name].row} for name in methods}
+    if retrained:
+        reference = adapter_change(retrained[0].models[0], context.corrupted)
+        for name in methods:
+            rows[name].update(run_seed_distances(evaluations[name], evaluations["retrain"]))
+            rows[name].update(_delta_columns(outputs[name], context.corrupted, reference))
+    for name in methods:
+        rows[name].update(outputs[name].cost, eval_time_s=eval_times[name])
+        rows[name].update(_certificate_columns(certificates.get(name)))
+    setting: dict[str, Any] = {"retrains": count}
+    notes: list[str] = []
+    if retrained:
+        comparison = compare(evaluations, retrain_evaluations, resamples=context.settings.bootstrap_resamples,
+                             confidence=context.settings.confidence, seed=context.seed)
+        for name in methods:
+            rows[name].update(comparison.columns[name])
+        setting.update(comparison.setting)
+        notes = comparison.notes
+    setting["retrains_extra_time_s"] = sum(out.cost["time_s"] for out in retrained[1:]) + sum(t for _, t in extra)
+
+    record: dict[str, Any] = {}
+    for name in methods:
+        record.update(outputs[name].record)
+    record["retrains"] = [{"seed": s, **out.cost, "eval_time_s": t, **e.row}
+                          for s, out, (e, t) in zip(seeds, retrained, timed_retrains)]
+    record["certificates"] = {name: c for name, (c, _) in certificates.items()}
+    record["comparison_notes"] = notes
+    return Outcome(list(methods), rows, setting, record, notes)
+
+
+def _step(bar: tqdm, label: str, run: Callable[[], MethodOutput]) -> MethodOutput:
+    bar.set_postfix_str(label)
+    output = run()
+    bar.update()
+    return output
+
+
+def _timed(evaluator: Evaluator, models) -> tuple[Evaluation, float]:
+    start = time.perf_counter()
+    evaluation = evaluator(models)
+    return evaluation, time.perf_counter() - start
+
+
+def _certificate(context: Context, delta) -> tuple[dict[str, Any], float]:
+    """The gradient certificate of Corrupted + Δ on the retrain data, and its time."""
+    start = time.perf_counter()
+    certificate = gradient_certificate(context.corrupted, context.loss_fn, context.scenario.retrain_data, delta,
+                                       weight_decay=context.train_config.weight_decay,
+                                       collate_fn=context.collate_fn, batch_size=context.settings.erase_batch_size)
+    return certificate.to_dict(), time.perf_counter() - start
+
+
+def _certificate_columns(found: tuple[dict[str, Any], float] | None) -> dict[str, float]:
+    if found is None:
+        return {"certificate_ratio": math.nan, "certificate_gradient_norm": math.nan,
+                "certificate_gradient_norm_after": math.nan, "certificate_time_s": math.nan}
+    certificate, seconds = found
+    return {"certificate_ratio": certificate["ratio"], "certificate_gradient_norm": certificate["gradient_norm"],
+            "certificate_gradient_norm_after": certificate["gradient_norm_after"], "certificate_time_s": seconds}
+
+
+def _delta_columns(output: MethodOutput, corrupted, reference: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """The method's change of the adapter against Retrain's, both from Corrupted (NaN for an ensemble)."""
+    if not output.single:
+        return dict.fromkeys(DELTA_COLUMNS, math.nan)
+    change = adapter_change(output.models[0], corrupted)
+    return {"delta_cosine": metrics.delta_cosine(change, reference),
+            "delta_norm_ratio": metrics.delta_norm_ratio(change, reference),
+            "delta_relative_error": metrics.delta_relative_error(change, reference)}
+
+
+def tidy_frame(outcome: Outcome, *, head: Mapping[str, Any], tail: Mapping[str, Any], device,
+               lead: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per method: ``head`` (the setting), ``method``, ``lead``, the outcome's columns, ``tail``, the machine.
+
+    The machine columns are ``threads``, ``device`` and ``load_1min`` (timings on a shared machine
+    are inflated by its load).
+    """
+    machine = {"threads": torch.get_num_threads(), "device": str(device), "load_1min": machine_load()}
+    return pd.DataFrame([{**head, "method": name, **(lead or {}), **outcome.rows[name], **outcome.setting, **tail,
+                          **machine} for name in outcome.methods])
