@@ -53,26 +53,42 @@ def setting_name(dataset: str, task: str, ratio: float) -> str:
     return f"{DATASET_NAMES[dataset]}, {TASK_NAMES[task]} {ratio:.0%}"
 
 
+def run_seeds(experiment: Callable[..., pd.DataFrame], *arguments: Any, seeds: Sequence[int],
+              request_seed: int | None = 0, **options: Any) -> pd.DataFrame:
+    """``experiment(*arguments, seed=s, ...)`` for every seed of one request; one frame.
+
+    The request is the same for every seed (``request_seed``; None: each seed draws its own), so
+    the seeds differ only by what training varies — the adapter's initialisation, the data
+    order, the solver's mini-batches — and share their retrains: seed s trains the retrain of
+    seed s, and every other seed compares with it (:class:`eraserlab.protocol.RetrainPool`), so
+    K = len(seeds) retrains cost what one retrain per seed costs.
+    """
+    from eraserlab.protocol import RetrainPool
+
+    pool = RetrainPool(seeds) if request_seed is not None else None
+    return pd.concat([experiment(*arguments, seed=seed, request_seed=request_seed, retrain_pool=pool, **options)
+                      for seed in seeds], ignore_index=True)
+
+
 def run_settings(experiment: Callable[..., pd.DataFrame], settings: Sequence[Sequence[Any]], seeds: Sequence[int],
                  results: Path, **options: Any) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """Runs ``experiment`` for every setting and seed; writes ``all_runs.csv``.
+    """Runs ``experiment`` for every setting and seed (:func:`run_seeds`); writes ``all_runs.csv``.
 
     Args:
         experiment: ``eraserlab.rec.experiment.run_experiment`` (or a function like it).
         settings: ``(data set, request, share)`` triples.
         seeds: run seeds.
         results: the chapter's results folder; each run's record goes to ``results/runs``.
-        **options: passed to every call (``model_size``, ``data_dir``, ``base_model``, ``device``).
+        **options: passed to every call (``model_size``, ``data_dir``, ``base_model``, ``device``,
+            ``request_seed``).
 
     Returns:
         The tidy frame of all runs (one row per method, setting and seed), and the runs' records
         (JSON) by file stem.
     """
-    frames = []
-    for dataset, task, ratio in (tuple(s) for s in settings):
-        for seed in seeds:
-            frames.append(experiment(dataset, task, ratio=ratio, seed=seed, **options,
-                                     results_dir=results / "runs", progress=False))
+    frames = [run_seeds(experiment, dataset, task, ratio=ratio, seeds=seeds, results_dir=results / "runs",
+                        progress=False, **options)
+              for dataset, task, ratio in (tuple(s) for s in settings)]
     runs = pd.concat(frames, ignore_index=True)
     runs.to_csv(results / "all_runs.csv", index=False)
     records = {path.stem: json.loads(path.read_text()) for path in sorted((results / "runs").glob("*.json"))}

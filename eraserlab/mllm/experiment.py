@@ -259,6 +259,8 @@ def run_experiment(
     progress: bool = True,
     *,
     retrains: int | None = None,
+    request_seed: int | None = None,
+    retrain_pool: protocol.RetrainPool | None = None,
 ) -> pd.DataFrame:
     """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
@@ -283,6 +285,11 @@ def run_experiment(
         base_model: A local LLaVA checkpoint to use instead of the tiny base.
         progress: Show progress bars.
         retrains: K, the retrains (default ``config.settings.retrain_seeds``).
+        request_seed: Seeds the corruption instead of ``seed`` (None: ``seed``). Fix it across run
+            seeds to repeat one request, so that the seeds differ only by what training varies and
+            can share their retrains (``retrain_pool``).
+        retrain_pool: Retrains shared by the run seeds of one request (see
+            :class:`eraserlab.protocol.RetrainPool`).
 
     Returns:
         The tidy results frame, one row per method.
@@ -305,11 +312,12 @@ def run_experiment(
 
     base = load_base(config, base_model, cache_dir, progress)
     data = load_benchmark(benchmark, config, data_dir)
+    requested = seed if request_seed is None else request_seed
     if task == "rc":
-        corruption = corruptions.flip_answers(data["train"], ratio, seed)
+        corruption = corruptions.flip_answers(data["train"], ratio, requested)
         request = eraserlib.ResponseCorrection(corruption.old, corruption.new)
     else:
-        corruption = corruptions.corrupt_queries(data["train"], ratio, seed, kind=config.query_corruption)
+        corruption = corruptions.corrupt_queries(data["train"], ratio, requested, kind=config.query_corruption)
         request = eraserlib.QueryModification(corruption.old, corruption.new)
     if not corruption.old:
         raise ValueError(f"ratio {ratio} of {len(data['train'])} training questions touches none of them.")
@@ -318,13 +326,13 @@ def run_experiment(
                                  extra={"conflict": data["conflict"]})
     collate = OnDevice(VQACollator(base.processor), device)
     template = new_adapter(base, seed, r=config.lora_rank, alpha=config.lora_alpha).to(device)
-    context = protocol.Context(scenario, _model_factory(template, seed), answer_loss,
+    context = protocol.Context(scenario, _model_factory(template), answer_loss,
                                dataclasses.replace(config.train, seed=seed), config.settings, collate_fn=collate,
                                device=device, seed=seed, progress=progress)
     evaluator = Evaluator(collate, scenario, config.eval_batch_size, _group_columns(data))
-    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains)
+    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains, pool=retrain_pool)
     frame = protocol.tidy_frame(
-        outcome, head={"benchmark": benchmark, "task": task, "ratio": ratio, "seed": seed},
+        outcome, head={"benchmark": benchmark, "task": task, "ratio": ratio, "seed": seed, "request_seed": requested},
         lead={"eval_split": eval_split}, device=device,
         tail={**scenario.sizes(), "n_conflict": len(data["conflict"]), "corruption": corruption.kind,
               "model": preset if base_model is None else os.fspath(base_model)})
@@ -338,19 +346,18 @@ def run_experiment(
     return frame
 
 
-def _model_factory(template: torch.nn.Module, seed: int):
+def _model_factory(template: torch.nn.Module):
     """``make_model(s)``: a copy of the template (base shared) with its LoRA matrices drawn from ``s``.
 
-    ``s`` = the run's seed gives the template's own initial adapter (Corrupted's); another seed
-    redraws A as peft initialises it (Kaiming-uniform, a = √5) from a generator seeded by ``s``,
-    and B = 0, so the adapted model starts equal to the base as every adapter here does. The
+    Every seed, the run's own included, redraws A as peft initialises it (Kaiming-uniform,
+    a = √5) from a generator seeded by ``s``, and B = 0, so the adapted model starts equal to
+    the base as every adapter here does, and the adapter of seed s is the same whichever run
+    draws it (retrains can be shared between runs, :class:`eraserlab.protocol.RetrainPool`). The
     base is never copied (a 7B checkpoint would not fit twice).
     """
 
     def make_model(s: int) -> torch.nn.Module:
         model = clone_adapter_model(template)
-        if s == seed:
-            return model
         generator = torch.Generator().manual_seed(s)
         with torch.no_grad():
             for module in model.modules():

@@ -27,6 +27,7 @@ from eraserlab.protocol.methods import (
     unregister,
 )
 from eraserlab.protocol.records import write_run
+from eraserlab.protocol.pool import RetrainPool
 from eraserlab.protocol.runner import Outcome, retrain_seeds, run_protocol, tidy_frame
 from eraserlab.protocol.scenario import KINDS, Scenario
 from eraserlab.protocol.settings import MethodSettings, SettingsAliases
@@ -34,5 +35,5 @@ from eraserlab.protocol.settings import MethodSettings, SettingsAliases
 __all__ = [
     "KINDS", "REGISTRY", "Context", "Evaluation", "MethodOutput", "MethodSettings", "Outcome", "Scenario",
     "SettingsAliases", "compare", "comparison_table", "method_names", "register", "resolve_methods",
-    "retrain_seeds", "run_protocol", "tidy_frame", "timed_sisa", "unregister", "verdict", "write_run",
+    "RetrainPool", "retrain_seeds", "run_protocol", "tidy_frame", "timed_sisa", "unregister", "verdict", "write_run",
 ]

@@ -39,6 +39,7 @@ from eraserlib.adapters import adapter_change
 from eraserlib.certificate import gradient_certificate
 from eraserlab.protocol.compare import Evaluation, compare, run_seed_distances
 from eraserlab.protocol.methods import REGISTRY, Context, MethodOutput
+from eraserlab.protocol.pool import RetrainPool
 from eraserlab.records import machine_load
 
 #: Seeds of the retrains after the first (the run's): run seed + this × k, far from the seeds
@@ -76,7 +77,7 @@ class Outcome:
 
 
 def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str], *,
-                 retrains: int | None = None) -> Outcome:
+                 retrains: int | None = None, pool: RetrainPool | None = None) -> Outcome:
     """Run, evaluate and compare ``methods`` on ``context.scenario`` (see the module docstring).
 
     Args:
@@ -85,6 +86,9 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
         methods: From :func:`~eraserlab.protocol.methods.resolve_methods` (Corrupted first).
         retrains: K (default ``context.settings.retrain_seeds``); with ``"retrain"`` not among
             the methods no retrain is trained and nothing is compared.
+        pool: Retrains shared with the other run seeds of the same request
+            (:class:`~eraserlab.protocol.pool.RetrainPool`): the retrain seeds are this run's, then
+            the pool's other seeds, and a retrain the pool holds is reused, not trained again.
 
     Returns:
         The :class:`Outcome`.
@@ -94,15 +98,15 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
         count = 0
     elif count < 1:
         raise ValueError(f"retrains must be ≥ 1 when Retrain runs (≥ 2 to measure its noise), got {count}.")
-    seeds = retrain_seeds(context.seed, count)
+    seeds = pool.seeds_for(context.seed, count, retrain_seeds) if pool is not None else retrain_seeds(context.seed, count)
     outputs: dict[str, MethodOutput] = {}
     bar = tqdm(total=len(methods) + max(count - 1, 0), desc="methods", disable=not context.progress)
     outputs["corrupted"] = _step(bar, "corrupted", lambda: REGISTRY["corrupted"].run(context))
     context = dataclasses.replace(context, corrupted=outputs["corrupted"].models[0])
-    retrained = [_step(bar, f"retrain seed {s}", lambda s=s: REGISTRY["retrain"].run(context.with_seed(s)))
+    retrained = [_step(bar, f"retrain seed {s}", lambda s=s: _retrain(context.with_seed(s), evaluator, pool))
                  for s in seeds]
     if retrained:
-        outputs["retrain"] = retrained[0]
+        outputs["retrain"] = retrained[0].output
     for name in methods:
         if name not in outputs:
             outputs[name] = _step(bar, name, lambda name=name: REGISTRY[name].run(context))
@@ -112,14 +116,15 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
 
     evaluations, eval_times = {}, {}
     for name in tqdm(methods, desc="evaluate", disable=not context.progress, leave=False):
-        evaluations[name], eval_times[name] = _timed(evaluator, outputs[name].models)
-    extra = [_timed(evaluator, out.models) for out in retrained[1:]]
-    timed_retrains = [(evaluations["retrain"], eval_times["retrain"]), *extra] if retrained else []
-    retrain_evaluations = [e for e, _ in timed_retrains]
+        if name == "retrain":
+            evaluations[name], eval_times[name] = retrained[0].evaluation, retrained[0].eval_time_s
+        else:
+            evaluations[name], eval_times[name] = _timed(evaluator, outputs[name].models)
+    retrain_evaluations = [r.evaluation for r in retrained]
 
     rows = {name: {**evaluations[name].row} for name in methods}
     if retrained:
-        reference = adapter_change(retrained[0].models[0], context.corrupted)
+        reference = adapter_change(retrained[0].output.models[0], context.corrupted)
         for name in methods:
             rows[name].update(run_seed_distances(evaluations[name], evaluations["retrain"]))
             rows[name].update(_delta_columns(outputs[name], context.corrupted, reference))
@@ -135,16 +140,50 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
             rows[name].update(comparison.columns[name])
         setting.update(comparison.setting)
         notes = comparison.notes
-    setting["retrains_extra_time_s"] = sum(out.cost["time_s"] for out in retrained[1:]) + sum(t for _, t in extra)
+    # what this run spent on the other seeds' retrains (0 for those a pool already held)
+    setting["retrains_extra_time_s"] = sum(r.output.cost["time_s"] + r.eval_time_s for r in retrained[1:] if not r.reused)
+    setting["retrains_reused"] = sum(r.reused for r in retrained)
 
     record: dict[str, Any] = {}
     for name in methods:
         record.update(outputs[name].record)
-    record["retrains"] = [{"seed": s, **out.cost, "eval_time_s": t, **e.row}
-                          for s, out, (e, t) in zip(seeds, retrained, timed_retrains)]
+    record["retrains"] = [{"seed": s, **r.output.cost, "eval_time_s": r.eval_time_s, "reused": r.reused,
+                           **r.evaluation.row} for s, r in zip(seeds, retrained)]
     record["certificates"] = {name: c for name, (c, _) in certificates.items()}
     record["comparison_notes"] = notes
     return Outcome(list(methods), rows, setting, record, notes)
+
+
+@dataclass
+class _Retrain:
+    output: MethodOutput
+    evaluation: Evaluation
+    eval_time_s: float
+    reused: bool
+
+
+def _retrain(context: Context, evaluator: Evaluator, pool: RetrainPool | None) -> _Retrain:
+    """The retrain of ``context.seed``: from the pool when it holds it, else trained and evaluated (and pooled)."""
+    scenario = context.scenario
+    key = None
+    if pool is not None:
+        key = pool.key(context.seed, scenario.retrain_data,
+                       [scenario.test, scenario.forget, scenario.corrected, *scenario.extra.values()],
+                       context.train_config)
+        found = pool.get(key)
+        if found is not None:
+            model = context.fresh()
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    if name in found.state:
+                        parameter.copy_(found.state[name])
+            return _Retrain(MethodOutput([model], dict(found.cost), dict(found.record)), found.evaluation,
+                            found.eval_time_s, reused=True)
+    output = REGISTRY["retrain"].run(context)
+    evaluation, seconds = _timed(evaluator, output.models)
+    if pool is not None:
+        pool.put(key, output.models[0], evaluation, seconds, output.cost, output.record)
+    return _Retrain(output, evaluation, seconds, reused=False)
 
 
 def _step(bar: tqdm, label: str, run: Callable[[], MethodOutput]) -> MethodOutput:

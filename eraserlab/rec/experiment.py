@@ -215,6 +215,8 @@ def run_experiment(
     progress: bool = True,
     *,
     retrains: int | None = None,
+    request_seed: int | None = None,
+    retrain_pool: protocol.RetrainPool | None = None,
 ) -> pd.DataFrame:
     """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
@@ -237,6 +239,11 @@ def run_experiment(
         cache_dir: Where pre-trained bases are cached (default ``<repo>/.cache/rec``).
         progress: Show progress bars.
         retrains: K, the retrains (default ``config.settings.retrain_seeds``).
+        request_seed: Seeds the corruption / removal instead of ``seed`` (None: ``seed``). Fix it
+            across run seeds to repeat one request, so that the seeds differ only by what
+            training varies and can share their retrains (``retrain_pool``).
+        retrain_pool: Retrains shared by the run seeds of one request (see
+            :class:`eraserlab.protocol.RetrainPool`).
 
     Returns:
         The tidy results frame, one row per method.
@@ -257,7 +264,8 @@ def run_experiment(
 
     base = load_base(dataset, config, base_model, device, data_dir, cache_dir, progress)
     data = load_task_data(dataset, data_dir, config.max_train_per_user, config.data_seed, tasks=(family,))[family]
-    built = build_scenario(task, data, ratio, seed, base.info["heldout_users"], config.max_test, config.data_seed,
+    built = build_scenario(task, data, ratio, seed if request_seed is None else request_seed,
+                           base.info["heldout_users"], config.max_test, config.data_seed,
                            max_train_users=config.max_train_users)
     scenario = protocol.Scenario(train=built.train, request=built.request, retrain_data=built.retrain_data,
                                  forget=built.forget, corrected=built.corrected, test=built.test, notes=built.notes)
@@ -273,8 +281,9 @@ def run_experiment(
                                dataclasses.replace(config.train, seed=seed), config.settings, collate_fn=encoder,
                                device=device, seed=seed, progress=progress)
     evaluator = Evaluator(scenario, encoder, config.eval_batch_size, next_item=family == "next_item")
-    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains)
-    frame = protocol.tidy_frame(outcome, head={"dataset": dataset, "task": task, "ratio": ratio, "seed": seed},
+    outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains, pool=retrain_pool)
+    frame = protocol.tidy_frame(outcome, head={"dataset": dataset, "task": task, "ratio": ratio, "seed": seed,
+                                               "request_seed": seed if request_seed is None else request_seed},
                                 tail={**scenario.sizes(), "model": model_size if base_model is None else os.fspath(base_model),
                                       "item_text": item_text, "hybrid": config.hybrid}, device=device)
     if results_dir is not None:

@@ -66,7 +66,7 @@ def test_tiny_experiment_returns_every_method_and_metric(cache_dir, tmp_path, be
     assert saved["base_cache_key"] == cache_key(TINY.model, TINY.pretrain, TINY.base_seed)
     assert [r["seed"] for r in saved["retrains"]] == [0, 1000, 2000]
     assert len(saved["comparison"]) == len(METHODS) * len(DISTANCES)
-    assert (tmp_path / f"{stem}.csv").read_text().startswith("benchmark,task,ratio,seed,method")
+    assert (tmp_path / f"{stem}.csv").read_text().startswith("benchmark,task,ratio,seed,request_seed,method")
     assert (tmp_path / f"{stem}-comparison.csv").exists()
 
 

@@ -88,7 +88,7 @@ def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, t
     assert saved["certificates"]["llmeraser"]["num_examples"] == frame["n_train"].iloc[0] - (
         frame["n_request"].iloc[0] if task == "ir" else 0)
     assert len(saved["comparison"]) == len(methods) * len(DISTANCES)
-    assert (tmp_path / f"{stem}.csv").read_text().startswith("dataset,task,ratio,seed,method")
+    assert (tmp_path / f"{stem}.csv").read_text().startswith("dataset,task,ratio,seed,request_seed,method")
     assert (tmp_path / f"{stem}-comparison.csv").read_text().startswith("dataset,task,ratio,seed,method,distance")
     assert "NaN" not in (tmp_path / f"{stem}.json").read_text()  # strict JSON
 
@@ -131,3 +131,20 @@ def test_a_local_checkpoint_replaces_the_small_base(data_root, tmp_path):
     assert list(frame["method"]) == ["corrupted", "retrain", "llmeraser"]
     assert set(frame["item_text"]) == {"title"} and set(frame["model"]) == {str(tmp_path / "checkpoint")}
     assert frame["valid_ratio"].between(0, 1).all()
+
+
+def test_seeds_of_one_request_share_their_retrains(data_root, cache_dir):
+    """With the request fixed, seed 1 reuses the retrains seed 0 trained, and gets the numbers it would compute."""
+    from eraserlab.protocol import RetrainPool
+
+    common = dict(ratio=0.1, methods=["corrupted", "retrain", "llmeraser"], model_size="tiny", device="cpu",
+                  data_dir=data_root, cache_dir=cache_dir, progress=False, retrains=2, request_seed=0)
+    pool = RetrainPool([0, 1])
+    first = run_experiment("movielens", "rc", seed=0, retrain_pool=pool, **common)
+    shared = run_experiment("movielens", "rc", seed=1, retrain_pool=pool, **common)
+    assert pool.trained == 2 and pool.reused == 2  # R_0 and R_1 trained once, each reused once
+    assert set(first["retrains_reused"]) == {0} and set(shared["retrains_reused"]) == {2}
+    alone = run_experiment("movielens", "rc", seed=1, retrain_pool=RetrainPool([0, 1]), **common)
+    assert set(alone["retrains_reused"]) == {0}
+    keep = [c for c in alone.columns if c not in TIMING_COLUMNS + ["retrains_reused"]]
+    assert shared[keep].equals(alone[keep])
