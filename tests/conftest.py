@@ -1,12 +1,12 @@
 """Test-wide runtime hygiene: set before torch is imported by any test module.
 
 * ``OMP_WAIT_POLICY=PASSIVE``: spin-waiting OpenMP threads made torch ~10x slower whenever
-  another CPU-bound process ran (ENVIRONMENT.md, pitfall 1).
-* ``HF_HUB_OFFLINE=1``: a hub name fails at once instead of retrying for ~47 s (pitfall 5).
+  another CPU-bound process ran.
+* ``HF_HUB_OFFLINE=1``: a hub name fails at once instead of retrying for ~47 s.
 * ``TOKENIZERS_PARALLELISM=false``: no tokenizer thread pools (and no fork warning).
 * a thread cap: small tests gain nothing from more threads on a shared 2-core machine.
 
-Warnings are errors, except exactly the two that the libraries themselves raise (pitfall 4).
+Warnings are errors, except exactly the two that the libraries themselves raise.
 """
 
 import os

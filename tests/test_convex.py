@@ -100,7 +100,7 @@ def test_renormalised_removal_beats_the_papers_one_over_n(problem):
 
 
 def test_factor_two_of_the_official_update_is_wrong(problem):
-    """Minimising ½xᵀ(Hx).detach()-style objectives lands on 2H⁻¹b: twice the truth (PAPER.md defect 1)."""
+    """Minimising ½xᵀ(Hx).detach()-style objectives lands on 2H⁻¹b: twice the truth (the official code's factor 2)."""
     model, train_data, request, truth = problem["response_correction"]
     result = eraserlib.erase(model, logistic_loss, train_data, request, solver="exact", weight_decay=WEIGHT_DECAY,
                              collate_fn=collate, progress=False)

@@ -9,7 +9,7 @@ Disjoint from the benchmarks by construction: fresh scenes from a seed stream of
 spurious correlation between any two attributes, and none of the benchmarks' question wordings
 (R-Bench's "circle in red bounding box", the four-option shape question).
 
-The curriculum follows what was seen to work on tiny LLaVAs (``shared/MULTIMODAL.md``), in three
+The curriculum is one that trains tiny LLaVAs to read boxes and relations (a single-stage mix did not), in three
 stages (``STAGES``): captions and "where is the object in the red box relative to the object in
 the green box?" (4-way); then mostly yes/no relation questions about the boxes; then a mix with
 four-option questions about every attribute but the shape. What did not work is recorded next

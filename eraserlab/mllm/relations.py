@@ -14,7 +14,7 @@ Two families, as in R-Bench:
   ``instance_qs_construct``). The boxes are stored in the record and drawn at example time,
   exactly as R-Bench's ``draw_box`` does. For Random questions the named object is absent and
   its green box frames an empty place (our choice: it keeps the question answerable from the
-  image; a tiny model cannot check free-form names, see ``shared/MULTIMODAL.md``).
+  image; a tiny model cannot check free-form names).
 * **image level**: the same questions without boxes; the model must find the named shapes.
 
 A relation holds along the dominant axis of the displacement (see :func:`relation_holds`); the

@@ -1,6 +1,6 @@
 """Seeded corruptions of a training set, each returned with its clean twin so the request is exact.
 
-LLMEraser's experiments (PAPER.md) corrupt part of the training data, fine-tune the adapter on
+LLMEraser's experiments (Ding et al., ICLR 2025) corrupt part of the training data, fine-tune the adapter on
 the corrupted set, then ask for the corruption to be undone:
 
 * **Query modification (QM)**: a share of histories lose their last item

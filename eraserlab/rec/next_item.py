@@ -3,7 +3,7 @@
 Each example holds a history of up to 10 items (at least 3), the true next item, and 20
 candidates: the target and 19 negatives, none of which is in the history. Unlike the official
 LLaRA/LLMEraser code, which re-samples the candidates every time an example is read (so
-metrics move between identical runs, PAPER.md), the candidates here are drawn once, from
+metrics move between identical runs), the candidates here are drawn once, from
 random numbers that are a hash of ``(seed, user, position)`` (:func:`random_draws`): the same
 seed gives the same candidates whatever subset of examples is built, and another seed gives
 others. Negatives are also kept distinct *by name* from each other, from the target and from

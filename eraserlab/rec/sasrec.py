@@ -22,7 +22,7 @@ with the LoRA adapter. This module has the three parts, and the experiment turns
   ``projector(sasrec_embedding[item])`` and calls the LLM with ``inputs_embeds``. With the
   small model's item tokens the prompt reads ``<item_5> [e₅] <item_9> [e₉] ...``; with titles
   (a local checkpoint) ``Heat [e₅], Casino [e₉], ...``, exactly LLaRA's. Test prompts carry the
-  embeddings too (the official code drops them at test time, PAPER.md defect 6).
+  embeddings too (the official code drops them at test time, a flipped condition).
 
 The projector has ``requires_grad=True``, so training, ``eraserlib.erase`` (its Hessian covers
 the adapter *and* the projector: both are fitted to the task data) and every baseline treat it
