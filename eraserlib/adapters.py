@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from eraserlib.distributed import resolve_group
 from eraserlib.influence import EraseResult, apply_delta, erase
 from eraserlib.errors import AdapterError
 from eraserlib.matching import feed
@@ -110,6 +111,7 @@ def save_erased_adapter(
     *,
     source_dir: str | os.PathLike | None = None,
     train_data: Sequence[Any] | None = None,
+    process_group: Any = None,
 ) -> Path:
     """Save the (already erased) peft model's adapter to a new directory, with a manifest.
 
@@ -119,6 +121,8 @@ def save_erased_adapter(
         result: The :class:`EraseResult` that was applied.
         source_dir: The adapter it came from (hashed into the manifest; never written to).
         train_data: The training data (hashed into the manifest).
+        process_group: As in :func:`eraserlib.erase`: on W ranks rank 0 writes, and every rank
+            returns once the adapter is in place (or raises if the write failed).
 
     Returns:
         The output directory.
@@ -127,6 +131,12 @@ def save_erased_adapter(
         AdapterError: if ``output_dir`` is the source (or inside it) or a non-empty directory.
     """
     from eraserlib import __version__
+
+    group = resolve_group(process_group)
+    if group.is_distributed:  # one writer; the others wait for it (and fail with it)
+        group.once(lambda: save_erased_adapter(model, output_dir, result, source_dir=source_dir,
+                                               train_data=train_data, process_group=False))
+        return Path(output_dir)
 
     target = Path(output_dir)
     source = Path(source_dir) if source_dir is not None else None
@@ -168,6 +178,8 @@ def erase_adapter(
 
     The practitioner's one call: ``adapter_dir`` is only read; ``output_dir`` must be new.
     The target is checked *before* the (possibly long) erase, so a bad path fails at once.
+    Under ``torchrun`` every rank makes the same call: they share the erase, rank 0 checks the
+    target and writes, and every rank returns once the adapter is written.
 
     Args:
         base_model: The base model the adapter was trained on (twice-differentiable attention).
@@ -182,9 +194,11 @@ def erase_adapter(
     Returns:
         The :class:`EraseResult` (also recorded in the manifest).
     """
-    _check_target(Path(output_dir), Path(adapter_dir))
-    model = load_adapter(base_model, adapter_dir, trainable=True)
+    group = resolve_group(erase_options.get("process_group"))
+    group.once(lambda: _check_target(Path(output_dir), Path(adapter_dir)))
+    with group.together():
+        model = load_adapter(base_model, adapter_dir, trainable=True)
     result = erase(model, loss_fn, train_data, request, **erase_options)
     apply_delta(model, result.delta)
-    save_erased_adapter(model, output_dir, result, source_dir=adapter_dir, train_data=train_data)
+    save_erased_adapter(model, output_dir, result, source_dir=adapter_dir, train_data=train_data, process_group=group)
     return result

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from eraserlib.damping import auto_damping, check_damping
+from eraserlib.distributed import problem_fingerprint, resolve_group
 from eraserlib.errors import EraserError, InvalidRequestError
 from eraserlib.objective import LossFn, TrainingObjective, trainable_parameters, unflatten
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
@@ -64,6 +65,7 @@ def erase(
     spectrum_iterations: int = 20,
     spectrum_sample_size: int | None = None,
     progress: bool = True,
+    process_group: Any = None,
 ) -> EraseResult:
     """Estimate how the trainable parameters would change if the model were retrained after ``request``.
 
@@ -104,7 +106,12 @@ def erase(
             products — more than a small solve; give ``damping`` and the solver's
             ``top_eigenvalue`` to skip it.
         spectrum_sample_size: Examples in the Lanczos sample (default four mini-batches).
-        progress: Show progress bars.
+        progress: Show progress bars (on rank 0 only).
+        process_group: Who shares the work (:mod:`eraserlib.distributed`): None (default) — every
+            rank of the default process group when ``torch.distributed`` is initialised (call
+            erase on every rank, with the same arguments: each sums over the examples at
+            positions ≡ rank mod W and the sums are all-reduced), else this process alone; a
+            ``ProcessGroup`` — its ranks; ``False`` — this process alone.
 
     Returns:
         :class:`EraseResult` with ``delta`` (name → tensor) and ``diagnostics``.
@@ -112,18 +119,24 @@ def erase(
     Raises:
         InvalidRequestError, NoTrainableParametersError, NonFiniteError, SolverDivergedError,
         NegativeCurvatureError, DoubleBackwardUnsupportedError, ProblemTooLargeError,
-        InvalidOptionsError, ValueError.
+        InvalidOptionsError, ValueError; on W ranks also
+        :class:`~eraserlib.distributed.RankFailedError` (another rank failed) and
+        :class:`~eraserlib.distributed.DistributedConfigurationError` (the ranks disagree).
     """
-    _check_request(request)
-    solver = solver if isinstance(solver, Solver) else get_solver(solver, options)
-    check_damping(damping)
-    if len(train_data) == 0:
-        raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
-    positions = request.locate(train_data)  # every request example must be a training example, by value
-
-    start = time.perf_counter()
-    objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
-                                  collate_fn=collate_fn, seed=seed, compute_dtype=compute_dtype)
+    group = resolve_group(process_group)
+    with group.together():  # a bad argument on one rank stops every rank
+        _check_request(request)
+        solver = solver if isinstance(solver, Solver) else get_solver(solver, options)
+        check_damping(damping)
+        if len(train_data) == 0:
+            raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
+        positions = request.locate(train_data)  # every request example must be a training example, by value
+        start = time.perf_counter()
+        objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
+                                      collate_fn=collate_fn, seed=seed, compute_dtype=compute_dtype,
+                                      process_group=group)
+    group.agree(problem_fingerprint(objective, positions, solver=solver.name, options=solver.options, damping=damping))
+    progress = progress and group.is_writer
     diagnostics: dict[str, Any] = {
         "solver": solver.name,
         "request": request.kind,
@@ -164,10 +177,13 @@ def erase(
         raise EraserError(f"solver {solver.name!r} returned a non-finite update; raise the damping.")
     delta = {name: piece.detach().to(torch.float32).clone()
              for name, piece in zip(objective.names, unflatten(x.float(), objective.params))}
+    work = group.all_reduce(torch.tensor([objective.hvp_count, objective.hvp_examples, objective.gradient_count],
+                                         dtype=torch.float64))  # summed over the ranks
     diagnostics.update(
-        hvp_count=objective.hvp_count,
-        hvp_examples=objective.hvp_examples,
-        gradient_count=objective.gradient_count,
+        hvp_count=int(work[0]),
+        hvp_examples=int(work[1]),
+        gradient_count=int(work[2]),
+        world_size=group.world_size,
         delta_norm=float(x.norm()),
         wall_time_s=time.perf_counter() - start,
     )

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from eraserlib.distributed import Selection, resolve_group
 from eraserlib.errors import DoubleBackwardUnsupportedError, NonFiniteError, NoTrainableParametersError
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -175,6 +176,10 @@ class TrainingObjective:
         seed: Seeds the mini-batch order.
         compute_dtype: Dtype of the model during gradients and HVPs (float32 by default, see
             :func:`_computation_dtype`); ``None`` keeps the model's own.
+        process_group: The ranks that share the sums (:func:`eraserlib.distributed.resolve_group`;
+            None: the default process group if ``torch.distributed`` is initialised, else this
+            process alone). Each rank sums over its share of every list of examples
+            (:meth:`chunks`) and :meth:`reduce` adds the shares up.
     """
 
     def __init__(
@@ -188,6 +193,7 @@ class TrainingObjective:
         collate_fn: Callable[[list[Any]], Any] | None = None,
         seed: int = 0,
         compute_dtype: torch.dtype | None = torch.float32,
+        process_group: Any = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
@@ -202,6 +208,7 @@ class TrainingObjective:
         self.collate_fn = collate_fn or torch.utils.data.default_collate
         self.compute_dtype = compute_dtype
         self.names, self.params = trainable_parameters(model)
+        self.group = resolve_group(process_group).for_model(model, compute_dtype)
         self.num_parameters = sum(p.numel() for p in self.params)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -237,16 +244,40 @@ class TrainingObjective:
 
     # -- data --------------------------------------------------------------------------------
     def chunks(self, examples: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        """Yield (number of examples, collated batch) over ``examples`` in order."""
-        for start in range(0, len(examples), self.batch_size):
-            part = [examples[i] for i in range(start, min(start + self.batch_size, len(examples)))]
-            yield len(part), self.collate_fn(part)
+        """Yield (number of examples, collated batch) over this rank's share of ``examples``, in order.
 
-    def sample_batch(self) -> list[Any]:
-        """A uniformly random mini-batch of ``batch_size`` distinct training examples (seeded)."""
+        In one process that is all of them. On W ranks it is the examples at positions rank,
+        rank + W, … (:meth:`eraserlib.distributed.Group.chunks`): a method that sums over
+        ``examples`` adds its chunks up and passes the partial sum to :meth:`reduce`
+        (:meth:`sum_over` does both).
+        """
+        for positions, batch in self.group.chunks(examples, self.batch_size, self.collate_fn):
+            yield len(positions), batch
+
+    def reduce(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Σ over ranks of ``compute()``, this rank's partial sum over its :meth:`chunks` (one process: its value).
+
+        The one place where ranks combine their work; if ``compute`` raises on any rank, every
+        rank raises (the others :class:`~eraserlib.distributed.RankFailedError`), so none waits.
+        """
+        return self.group.sum(compute)
+
+    def sum_over(self, examples: Sequence[Any], per_chunk: Callable[[int, Any], torch.Tensor],
+                 zero: torch.Tensor) -> torch.Tensor:
+        """Σ over the chunks of ``examples`` (on every rank) of ``per_chunk(count, batch)``; ``zero`` is the empty sum."""
+        def partial() -> torch.Tensor:
+            total = zero.clone()
+            for count, batch in self.chunks(examples):
+                total += per_chunk(count, batch)
+            return total
+
+        return self.reduce(partial)
+
+    def sample_batch(self) -> Sequence[Any]:
+        """A uniformly random mini-batch of ``batch_size`` distinct training examples (seeded; read lazily)."""
         size = min(self.batch_size, self.n)
         indices = torch.randperm(self.n, generator=self.generator)[:size].tolist()
-        return [self.train_data[i] for i in indices]
+        return Selection(self.train_data, indices)
 
     def subsample(self, size: int | None) -> Sequence[Any]:
         """A random subset of ``size`` training examples, or all of them if ``size`` is None.
@@ -258,7 +289,7 @@ class TrainingObjective:
             return self.train_data
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + size)
         indices = sorted(torch.randperm(self.n, generator=generator)[:size].tolist())
-        return [self.train_data[i] for i in indices]
+        return Selection(self.train_data, indices)
 
     # -- oracles -----------------------------------------------------------------------------
     def loss(self, batch: Any) -> torch.Tensor:
@@ -273,21 +304,23 @@ class TrainingObjective:
 
     def loss_sum_gradient(self, examples: Sequence[Any]) -> torch.Tensor:
         """Σ_{z ∈ examples} ∇ℓ(z; θ̂) as a flat float32 vector (p,), data loss only."""
-        total = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
-        for count, batch in self.chunks(examples):
+        def gradient(count: int, batch: Any) -> torch.Tensor:
             grads = torch.autograd.grad(self.loss(batch), self.params, allow_unused=True)
             flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
-            total += count * flat.to(self.vector_dtype)
             self.gradient_count += 1
-        return _check_finite(total, "gradient of the loss")
+            return count * flat.to(self.vector_dtype)
+
+        zero = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
+        return _check_finite(self.sum_over(examples, gradient, zero), "gradient of the loss")
 
     def data_hvp(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
         """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
-        total = torch.zeros_like(vector, dtype=self.vector_dtype)
-        for count, batch in self.chunks(examples):
-            total += count * hessian_vector_product(self.loss(batch), self.params, vector).to(self.vector_dtype)
+        def product(count: int, batch: Any) -> torch.Tensor:
             self.hvp_count += 1
             self.hvp_examples += count
+            return count * hessian_vector_product(self.loss(batch), self.params, vector).to(self.vector_dtype)
+
+        total = self.sum_over(examples, product, torch.zeros_like(vector, dtype=self.vector_dtype))
         return _check_finite(total / len(examples), "Hessian-vector product")
 
     def hvp(self, vector: torch.Tensor, examples: Sequence[Any] | None = None) -> torch.Tensor:
@@ -306,10 +339,19 @@ class TrainingObjective:
         return self.data_product(examples, vector) + self.weight_decay * vector
 
     def per_example_gradients(self, examples: Sequence[Any]) -> torch.Tensor:
-        """∇ℓ(zᵢ; θ̂) for each example, stacked: shape (len(examples), p). One backward each."""
-        rows = []
-        for example in examples:
-            grads = torch.autograd.grad(self.loss(self.collate_fn([example])), self.params, allow_unused=True)
-            rows.append(flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)]).to(self.vector_dtype))
-            self.gradient_count += 1
-        return _check_finite(torch.stack(rows), "per-example gradient")
+        """∇ℓ(zᵢ; θ̂) for each example, stacked: shape (len(examples), p). One backward each.
+
+        On W ranks each computes the rows of its share and :meth:`reduce` fills in the others
+        (each row is one rank's, the others add zeros: exact).
+        """
+        def rows() -> torch.Tensor:
+            stacked = torch.zeros(len(examples), self.num_parameters, dtype=self.vector_dtype, device=self.device)
+            for positions, batch in self.group.chunks(examples, 1, self.collate_fn):
+                grads = torch.autograd.grad(self.loss(batch), self.params, allow_unused=True)
+                self.gradient_count += 1
+                if positions:  # an empty chunk only keeps an FSDP rank in step
+                    flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
+                    stacked[positions[0]] = flat.to(self.vector_dtype)
+            return stacked
+
+        return _check_finite(self.reduce(rows), "per-example gradient")

@@ -142,3 +142,27 @@ def test_gpu_path_compares_bf16_with_float32(tmp_path):
 def test_table_formats_missing_values():
     text = reporting.format_table([{"a": 1.23456789, "b": None}, {"a": math.nan, "b": True}], ["a", "b"])
     assert "1.235" in text and "-" in text.splitlines()[2] and "yes" in text
+
+
+def test_distributed_speed_up_runs_tiny(tmp_path):
+    from benchmarks import distributed
+
+    out = tmp_path / "distributed.json"
+    distributed.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    assert [(r["processes"], r["threads_per_process"]) for r in record["runs"]] == [(1, 1), (2, 1)]
+    assert all(r["median_seconds"] > 0 for r in record["runs"])
+    assert record["runs"][1]["diagnostics"]["world_size"] == 2
+    assert record["runs"][1]["relative_difference_to_one_process"] < 1e-5  # the same erase, shared
+
+
+def test_gpu_path_multi_runs_tiny_on_cpu(tmp_path):
+    from benchmarks import gpu_path_multi
+
+    out = tmp_path / "gpu_path_multi.json"
+    gpu_path_multi.main(["--size", "tiny", "--device", "cpu", "--processes", "2", "--out", str(out)])
+    (run,) = _record(out)["runs"]
+    assert run["world_size"] == 2, run
+    assert all(run[k] > 0 for k in ("hvp_global_batch_s", "full_gradient_s", "all_reduce_s"))
+    assert "seconds" in run["erase"], run["erase"]
+    assert run["projection"]["erase_seconds"] > 0

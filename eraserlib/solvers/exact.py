@@ -30,8 +30,18 @@ def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch
     """The p×p Hessian of the training objective (weight decay included), float64, symmetrised.
 
     Built column block by column block with batched double backward over all n examples;
-    cost ≈ p HVPs per data chunk, so only for small p.
+    cost ≈ p HVPs per data chunk, so only for small p. On W ranks each sums its share of the
+    data and the p×p partial sums are all-reduced in float64 (:meth:`TrainingObjective.reduce`).
     """
+    p = objective.num_parameters
+    hessian = objective.reduce(lambda: _partial_dense_hessian(objective, progress)) / objective.n
+    hessian = 0.5 * (hessian + hessian.T)
+    hessian += objective.weight_decay * torch.eye(p, dtype=torch.float64)
+    return hessian
+
+
+def _partial_dense_hessian(objective: TrainingObjective, progress: bool) -> torch.Tensor:
+    """Σ over this rank's chunks of count · ∇²ℓ(batch), float64 on the CPU (p×p)."""
     p = objective.num_parameters
     hessian = torch.zeros(p, p, dtype=torch.float64)
     bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", disable=not progress,
@@ -54,9 +64,6 @@ def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch
         objective.hvp_examples += p * count
         bar.update()
     bar.close()
-    hessian /= objective.n
-    hessian = 0.5 * (hessian + hessian.T)
-    hessian += objective.weight_decay * torch.eye(p, dtype=torch.float64)
     return hessian
 
 

@@ -1,0 +1,450 @@
+"""One erase on several processes: data-parallel sums on ``torch.distributed``, the solver replicated.
+
+An erase is data-parallel work. The right-hand side b, every curvature product H v, the
+spectrum estimate and the dense Hessian are sums over training examples,
+
+    Σᵢ f(zᵢ) = Σ_r Σ_{i ≡ r (mod W)} f(zᵢ),
+
+while the solver's state is a few vectors of the adapter's size. So every rank runs the *same*
+:func:`eraserlib.erase` call (launched by ``torchrun --nproc_per_node W`` or ``accelerate
+launch``), each sums over its share of the examples, and the partial sums are all-reduced
+(SUM; float32 vectors, or float64 for a float64 model and for the dense Hessian of ``exact``).
+Every rank then holds the same reduced vector and runs the same solver iteration on it: the
+solver state is replicated, nothing else is communicated.
+
+The sharding rule (no ``DistributedSampler``): **every rank is given the same ``train_data``
+sequence** (a lazily loading dataset keeps that cheap: only the examples a rank reads are
+loaded) and processes the examples at positions rank, rank + W, rank + 2W, … of every list it
+sums over — the training data, the request's examples, a mini-batch, a sample. The example count
+n, the mini-batches (drawn by the same seeded generator on every rank) and the samples are
+global, so the answer does not depend on W: for ``exact`` and ``cg`` up to floating-point
+round-off (the summation order changes), and the stochastic solvers (``llmeraser``, ``lissa``)
+see the same mini-batches in any W and agree with one process up to round-off too
+(``tests/test_distributed.py`` measures both).
+
+* The ranks must agree: before any work, ``erase`` checks that every rank has the same n, the
+  same request positions, options and adapter values (:meth:`Group.agree`), and refuses with
+  :class:`DistributedConfigurationError` otherwise (a training set sharded by the user is the
+  usual cause).
+* A failure on one rank fails every rank, without a hang: every reduction first exchanges a
+  failure flag per rank (:meth:`Group.check`); a rank whose share raised (a ``loss_fn`` that
+  fails on one example, a non-finite product, an out-of-memory) raises its own error, every
+  other rank :class:`RankFailedError` ("rank k failed: …").
+* The diagnostics' product and gradient counts are summed over the ranks (the work done in
+  all); the residual history's counts are each rank's own. ``world_size`` records W.
+* Results are written once: :func:`eraserlib.adapters.save_erased_adapter` writes on rank 0 only,
+  atomically, and no rank returns before the write is done (or failed, on every rank).
+
+**A sharded base (FSDP).** For a base that does not fit one device, shard the *frozen base* with
+FSDP2 (``torch.distributed.fsdp.fully_shard``) and keep the adapter replicated: pass its
+parameters as ``ignored_params`` (Accelerate: ``FullyShardedDataParallelPlugin(fsdp_version=2,
+ignored_modules=...)``). What works with torch 2.13 (measured on the CPU with gloo,
+``tests/test_distributed.py``):
+
+* gradients (``torch.autograd.grad``, what b and DataInf need): exact;
+* forward-mode Jacobian products (``torch.func.jvp`` / ``torch.autograd.forward_ad``, what a
+  Gauss–Newton product J^T H_out J v needs) followed by one backward: exact;
+* Hessian-vector products by double backward: **fail** with FSDP's default resharding — the
+  second backward reads the all-gathered weights FSDP freed after the first one ("setStorage:
+  sizes [16, 16], … out of bounds for storage of size 0"); erase then raises
+  :class:`~eraserlib.DoubleBackwardUnsupportedError` naming the two ways out: a Gauss–Newton
+  curvature, or ``set_reshard_after_forward(False)`` + ``set_reshard_after_backward(False)``
+  (exact, but every rank then holds the whole unsharded base during a product — no saving);
+* the Gauss–Newton product's other formulation, the "double-vjp" trick (J v as the derivative
+  of Jᵀu in u), is a double backward too and fails the same way; forward-over-reverse HVPs fail
+  as well ("A custom Function's forward is returning a view … but the jvp is not returning a
+  view", and ``aten::silu_backward`` has no forward derivative even without FSDP);
+* a *sharded* adapter (its parameters DTensors, not in ``ignored_params``) gets no gradient at
+  all from ``torch.autograd.grad`` (FSDP2 reduce-scatters into ``.grad`` instead): erase refuses
+  it; FSDP1 (``FullyShardedDataParallel``, flat sharded parameters) likewise, and a
+  ``DistributedDataParallel`` wrapper (pass ``ddp.module``: erase reduces by itself).
+
+Under FSDP every forward pass is a collective (its all-gathers), so every rank runs the same
+number of chunks (ranks with a shorter share run weight-0 chunks). A failure of one rank's
+``loss_fn`` *within* a sum then leaves the others in FSDP's own all-gather, which eraserlib's
+failure flags cannot reach: every rank fails only when the process group's ``timeout`` expires
+(observed with gloo and a 40 s timeout: "Application timeout caused pair closure" on one rank,
+"Timed out waiting 40000ms for send operation to complete" on the other), or when the launcher
+stops the others (``torchrun`` does once a worker exits). Failures outside the sums (bad
+arguments, ranks that disagree, the write) are reported cleanly under FSDP too.
+
+Launch, one erase on W processes (each runs the same script; a GPU per process with NCCL)::
+
+    torchrun --nproc_per_node W erase_script.py
+
+    # erase_script.py
+    import torch.distributed as dist
+    dist.init_process_group()            # "nccl" on GPUs, "gloo" on CPUs (from the launcher's env)
+    result = erase_adapter(base, "adapter/", "adapter-erased/", loss_fn, train_data, request)
+    dist.destroy_process_group()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from eraserlib.errors import DoubleBackwardUnsupportedError, EraserError
+
+#: Bytes of each rank's error message exchanged when a rank fails (longer messages are cut).
+MESSAGE_BYTES = 600
+
+#: ``process_group=LOCAL``: this process alone, even where a default process group is initialised.
+LOCAL = False
+
+
+class RankFailedError(EraserError, RuntimeError):
+    """Another rank of a distributed erase failed; the message names it and its error."""
+
+
+class DistributedConfigurationError(EraserError, ValueError):
+    """The ranks disagree on the problem, or the model is wrapped or sharded in a way erase cannot use."""
+
+
+_FSDP_DOUBLE_BACKWARD = (
+    "Hessian-vector products (double backward) do not work through a base sharded with FSDP2's fully_shard "
+    "under its default resharding: the second backward pass reads all-gathered weights that FSDP freed after "
+    "the first. Use a Gauss–Newton curvature (first derivatives and forward-mode products only), or keep the "
+    "base unsharded between forward and backward — model.set_reshard_after_forward(False) and "
+    "model.set_reshard_after_backward(False) — if the whole unsharded base fits on each device. "
+    "Original error: {error}"
+)
+
+
+def _failure_message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _fingerprint(value: Any) -> float:
+    """A float64 that two ranks compute equal iff (almost surely) ``value`` is equal: numbers as such,
+    anything else a 48-bit hash of its ``repr`` (exact in float64)."""
+    if isinstance(value, bool) or value is None:
+        value = repr(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(int(hashlib.sha256(repr(value).encode()).hexdigest()[:12], 16))
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The ranks that share one erase, and the few collective operations erase needs.
+
+    ``Group()`` is this process alone: every method is then a no-op (or raises the local
+    error), so the same code serves one process and W.
+
+    Attributes:
+        process_group: The ``torch.distributed`` group (None: this process alone).
+        rank: This process's rank in it.
+        world_size: W, the number of ranks.
+        lockstep: Every rank runs the same number of forward passes (a base sharded by FSDP,
+            whose forward passes are collectives).
+    """
+
+    process_group: Any = None
+    rank: int = 0
+    world_size: int = 1
+    lockstep: bool = False
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this rank writes results (rank 0)."""
+        return self.rank == 0
+
+    # -- sharding ----------------------------------------------------------------------------
+    def shard(self, length: int) -> range:
+        """This rank's positions of a list of ``length``: rank, rank + W, rank + 2W, …"""
+        return range(self.rank, length, self.world_size)
+
+    def chunks(self, examples: Sequence[Any], size: int,
+               collate_fn: Callable[[list[Any]], Any]) -> Iterator[tuple[list[int], Any]]:
+        """(positions, collated batch) over this rank's share of ``examples``, ≤ ``size`` examples each.
+
+        In lockstep (FSDP) every rank yields as many chunks as rank 0 (the longest share),
+        the missing ones as ``([], batch of examples[0])``: a forward pass that weighs nothing.
+        """
+        positions = list(self.shard(len(examples)))
+        count = 0
+        for start in range(0, len(positions), size):
+            part = positions[start:start + size]
+            count += 1
+            yield part, collate_fn([examples[i] for i in part])
+        if self.lockstep and len(examples):
+            longest = -(-len(range(0, len(examples), self.world_size)) // size)
+            for _ in range(count, longest):
+                yield [], collate_fn([examples[0]])
+
+    # -- collectives -------------------------------------------------------------------------
+    def _device(self, tensor: torch.Tensor | None = None) -> torch.device:
+        """Where a collective runs: the tensor's device, or the current GPU for an NCCL group."""
+        import torch.distributed as dist
+
+        backend = str(dist.get_backend(self.process_group))
+        if "nccl" in backend and (tensor is None or tensor.device.type == "cpu"):
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu") if tensor is None else tensor.device
+
+    def check(self, error: BaseException | None = None) -> None:
+        """Exchange one failure flag per rank; if any rank failed, raise on every rank.
+
+        This rank re-raises its own ``error``; the others raise :class:`RankFailedError` with
+        the failed ranks' messages. Every rank must call it at the same point (it is the first
+        step of every reduction), so it doubles as a barrier.
+        """
+        if not self.is_distributed:
+            if error is not None:
+                raise error
+            return
+        import torch.distributed as dist
+
+        flags = torch.zeros(self.world_size, dtype=torch.float32, device=self._device())
+        if error is not None:
+            flags[self.rank] = 1.0
+        dist.all_reduce(flags, op=dist.ReduceOp.SUM, group=self.process_group)
+        failed = [r for r, flag in enumerate(flags.cpu().tolist()) if flag > 0]
+        if not failed:
+            return
+        messages = self._exchange_messages(error)
+        report = "; ".join(f"rank {r} failed: {messages[r]}" for r in failed)
+        if error is not None:
+            error.eraser_reported = True  # the other ranks know: an enclosing `together` must not ask again
+            if hasattr(error, "add_note"):
+                error.add_note(f"(raised on rank {self.rank} of {self.world_size}; the others raised RankFailedError)")
+            raise error
+        failure = RankFailedError(f"{report} (this is rank {self.rank} of {self.world_size}; every rank stops)")
+        failure.eraser_reported = True
+        raise failure
+
+    def _exchange_messages(self, error: BaseException | None) -> list[str]:
+        """Every rank's error message (empty where none), by one all-reduce of byte codes."""
+        import torch.distributed as dist
+
+        codes = torch.zeros(self.world_size, MESSAGE_BYTES, dtype=torch.int32, device=self._device())
+        if error is not None:
+            text = _failure_message(error).encode("utf-8")[:MESSAGE_BYTES]
+            codes[self.rank, :len(text)] = torch.tensor(list(text), dtype=torch.int32)
+        dist.all_reduce(codes, op=dist.ReduceOp.SUM, group=self.process_group)
+        rows = codes.cpu().tolist()
+        return [bytes(c for c in row if c).decode("utf-8", errors="replace") for row in rows]
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Σ over ranks of ``tensor`` (a new tensor, same device and dtype), after :meth:`check`."""
+        self.check()
+        if not self.is_distributed:
+            return tensor
+        import torch.distributed as dist
+
+        buffer = tensor.detach().to(self._device(tensor)).clone()
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=self.process_group)
+        return buffer.to(tensor.device)
+
+    def sum(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Σ over ranks of ``compute()`` (this rank's partial sum), or every rank raises if one failed."""
+        try:
+            partial = compute()
+        except Exception as error:  # every failure must reach the other ranks
+            self.check(self._explain(error))
+            raise  # pragma: no cover - check() raises
+        return self.all_reduce(partial)
+
+    def _explain(self, error: Exception) -> Exception:
+        """A double-backward failure under FSDP named for what it is (not fused attention)."""
+        if self.lockstep and isinstance(error, DoubleBackwardUnsupportedError):
+            explained = DoubleBackwardUnsupportedError(_FSDP_DOUBLE_BACKWARD.format(error=error))
+            explained.__cause__ = error
+            return explained
+        return error
+
+    @contextlib.contextmanager
+    def together(self):
+        """A block every rank runs; if it raises on any rank, it raises on every rank (see :meth:`check`)."""
+        try:
+            yield
+        except Exception as error:
+            if not getattr(error, "eraser_reported", False):
+                self.check(error)
+            raise
+        self.check()
+
+    def once(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` on rank 0 only (a write); every rank returns after it finished, or raises if it failed.
+
+        Returns:
+            ``function()``'s value on rank 0, None on the others.
+        """
+        with self.together():
+            return function() if self.is_writer else None
+
+    def agree(self, values: Mapping[str, Any]) -> None:
+        """Check that every rank has the same ``values`` (name → number or anything with a ``repr``).
+
+        Raises:
+            DistributedConfigurationError: on every rank, naming the values that differ.
+        """
+        if not self.is_distributed:
+            return
+        import torch.distributed as dist
+
+        names = list(values)
+        own = torch.tensor([_fingerprint(values[k]) for k in names], dtype=torch.float64, device=self._device())
+        extremes = torch.cat([own, -own])
+        self.check()
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX, group=self.process_group)
+        largest, smallest = extremes[:len(names)], -extremes[len(names):]
+        differ = [k for k, hi, lo in zip(names, largest.tolist(), smallest.tolist()) if hi != lo]
+        if differ:
+            raise DistributedConfigurationError(
+                f"The {self.world_size} ranks of the erase disagree on {', '.join(differ)}. Every rank must call "
+                "erase with the same model (adapter values), train_data, request and options: each rank picks its "
+                "share of the data itself (positions ≡ rank mod W), so do not shard train_data beforehand (e.g. "
+                "with a DistributedSampler or accelerate's split_between_processes).")
+
+    # -- the model ---------------------------------------------------------------------------
+    def for_model(self, model: nn.Module, compute_dtype: torch.dtype | None = None) -> Group:
+        """This group, checked against ``model``: lockstep if its base is sharded by FSDP2.
+
+        Raises:
+            DistributedConfigurationError: a ``DistributedDataParallel`` wrapper, FSDP1, a sharded
+                adapter, an FSDP2 model without a distributed erase, or a ``compute_dtype`` that
+                would convert FSDP's sharded parameters.
+        """
+        sharded = check_model(model)
+        if not sharded:
+            return self
+        if not self.is_distributed:
+            raise DistributedConfigurationError(
+                "The model's base is sharded with fully_shard, but the erase runs in one process: call erase on every "
+                "rank of the mesh with the default process group (process_group=None).")
+        if compute_dtype is not None:
+            width = torch.finfo(compute_dtype).bits
+            if any(_is_dtensor(p) and p.is_floating_point() and torch.finfo(p.dtype).bits < width
+                   for p in model.parameters()):
+                raise DistributedConfigurationError(
+                    f"compute_dtype={compute_dtype} would convert parameters that FSDP shards. Pass compute_dtype=None "
+                    "and let FSDP2 compute in float32: fully_shard(..., mp_policy=MixedPrecisionPolicy("
+                    "param_dtype=torch.float32)).")
+        return dataclasses.replace(self, lockstep=True)
+
+
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    # a DTensor exists only where its module was imported: importing it here would cost every erase ~2 s
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
+def check_model(model: nn.Module) -> bool:
+    """Whether ``model``'s base is sharded with FSDP2 (``fully_shard``) with the adapter replicated.
+
+    Raises:
+        DistributedConfigurationError: for a wrapper or sharding erase cannot differentiate through
+            correctly (the message says what to do instead).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, DistributedDataParallel):
+        raise DistributedConfigurationError(
+            "erase got a DistributedDataParallel wrapper: pass the wrapped module (ddp_model.module, or "
+            "accelerator.unwrap_model(model)). erase shares the work between ranks itself, and DDP's own "
+            "collectives in forward would have to run in step with it.")
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # FSDP models exist only once it was imported
+    if fsdp is None:
+        return False
+    modules = list(model.modules())
+    if any(isinstance(m, fsdp.FullyShardedDataParallel) for m in modules):
+        raise DistributedConfigurationError(
+            "erase cannot differentiate through FSDP1 (FullyShardedDataParallel): it flattens and shards the "
+            "parameters, and torch.autograd.grad returns no gradient for them. Shard the frozen base with FSDP2 "
+            "instead (torch.distributed.fsdp.fully_shard, or accelerate's fsdp_version=2), with the adapter's "
+            "parameters in ignored_params.")
+    sharded_adapter = [name for name, p in model.named_parameters() if p.requires_grad and _is_dtensor(p)]
+    if sharded_adapter:
+        raise DistributedConfigurationError(
+            f"The adapter's parameters are sharded (DTensors, e.g. {sharded_adapter[0]!r}): torch.autograd.grad "
+            "gives them no gradient under FSDP2, which would make every product zero. Keep the adapter replicated: "
+            "fully_shard(module, ..., ignored_params=set(adapter parameters)) (accelerate: FullyShardedDataParallel"
+            "Plugin(fsdp_version=2, ignored_modules=...)); only the frozen base needs sharding.")
+    return any(isinstance(m, fsdp.FSDPModule) for m in modules)
+
+
+def resolve_group(process_group: Any = None) -> Group:
+    """The :class:`Group` of an erase.
+
+    Args:
+        process_group: None: the default process group when ``torch.distributed`` is initialised
+            (as under ``torchrun`` / ``accelerate launch`` after ``init_process_group``), else this
+            process alone; a ``ProcessGroup``: its ranks; ``False`` (:data:`LOCAL`): this process
+            alone; a :class:`Group`: itself.
+    """
+    if isinstance(process_group, Group):
+        return process_group
+    if process_group is False:
+        return Group()
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        if process_group is not None:
+            raise DistributedConfigurationError(
+                "process_group was given but torch.distributed is not initialised: call "
+                "torch.distributed.init_process_group() first (torchrun sets its environment).")
+        return Group()
+    group = process_group if process_group is not None else dist.group.WORLD
+    return Group(process_group=group, rank=dist.get_rank(group), world_size=dist.get_world_size(group))
+
+
+def problem_fingerprint(objective: Any, positions: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """What every rank of one erase must have equal, for :meth:`Group.agree` (cheap: no pass over the data).
+
+    Args:
+        objective: The :class:`~eraserlib.objective.TrainingObjective`.
+        positions: The request's positions in the training data.
+        **settings: Further values to compare (solver name, options, damping), by ``repr``.
+    """
+    from eraserlib.matching import example_digest
+
+    theta = objective.parameters_vector().double()
+    n = objective.n
+    return {
+        "the number of training examples n": n,
+        "the request's positions in train_data": list(positions),
+        "training examples 0, n/2 and n-1": [example_digest(objective.train_data[i]) for i in sorted({0, n // 2, n - 1})],
+        "the adapter's parameters (names)": objective.names,
+        "the adapter's values (sum)": float(theta.sum()),
+        "the adapter's values (norm)": float(theta.norm()),
+        "batch_size": objective.batch_size,
+        "seed": objective.seed,
+        "weight_decay": objective.weight_decay,
+        **{name: repr(value) for name, value in settings.items()},
+    }
+
+
+class Selection(Sequence):
+    """The examples of ``data`` at ``positions``, read only when indexed (a lazy mini-batch or sample).
+
+    Each rank of a distributed erase reads only its share of a mini-batch, so a lazily loading
+    dataset loads each example on one rank only.
+    """
+
+    def __init__(self, data: Sequence[Any], positions: Sequence[int]):
+        self.data, self.positions = data, list(positions)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.data[i] for i in self.positions[index]]
+        return self.data[self.positions[index]]
+
+
+__all__ = ["LOCAL", "DistributedConfigurationError", "Group", "RankFailedError", "Selection", "check_model",
+           "problem_fingerprint", "resolve_group"]
