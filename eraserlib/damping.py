@@ -47,6 +47,35 @@ def auto_damping(spectrum: Spectrum, weight_decay: float = 0.0,
     return max(0.0, floor - weight_decay - margin * min(spectrum.smallest, 0.0))
 
 
+#: "auto" damping for Gauss–Newton curvature: λ = λ_max(G) / GAUSS_NEWTON_CONDITION_NUMBER (see gauss_newton_damping).
+GAUSS_NEWTON_CONDITION_NUMBER = 1e2
+
+
+def gauss_newton_damping(spectrum: Spectrum, weight_decay: float = 0.0,
+                         condition_number: float = GAUSS_NEWTON_CONDITION_NUMBER) -> float:
+    """The "auto" λ for a spectrum of the data Gauss–Newton matrix G (weight decay excluded).
+
+    G is positive semi-definite, so there is no negative curvature to lift; the rule bounds the
+    condition number of G + (wd + λ)I by ``condition_number``: λ = max(0, λ_max/κ − wd).
+
+    Args:
+        spectrum: Extreme eigenvalues of the data Gauss–Newton matrix.
+        weight_decay: wd, which already lifts every eigenvalue by wd.
+        condition_number: κ.
+
+    Returns:
+        λ ≥ 0.
+    """
+    return max(0.0, max(spectrum.largest, 0.0) / condition_number - weight_decay)
+
+
+def automatic_damping(curvature: str, spectrum: Spectrum, weight_decay: float = 0.0) -> float:
+    """The "auto" λ of ``erase``: :func:`auto_damping` for the Hessian, :func:`gauss_newton_damping` for Gauss–Newton."""
+    if curvature == "gauss_newton":
+        return gauss_newton_damping(spectrum, weight_decay)
+    return auto_damping(spectrum, weight_decay)
+
+
 def check_damping(damping: float | str) -> None:
     """Raise ``ValueError`` unless ``damping`` is "auto" or a finite number ≥ 0."""
     if damping == "auto":

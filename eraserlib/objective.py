@@ -9,6 +9,11 @@ where θ are the model's parameters with ``requires_grad=True`` (the LoRA matric
 parameter space are *flat* 1-D tensors of length p (the number of trainable scalars): the
 solvers only need dot products, norms and axpys, and one flat tensor keeps their code short.
 
+The curvature the solvers use is :meth:`TrainingObjective.data_product`: the Hessian
+(``curvature="hessian"``, the default) or the Gauss–Newton matrix (``curvature="gauss_newton"``,
+:mod:`eraserlib.curvature`: positive semi-definite, needs the loss split into outputs and loss of
+the outputs).
+
 Hessian-vector products use Pearlmutter's trick by double backward:
 Hv = ∇_θ (∇_θ ℓ(θ) · v). It costs about 2–3 gradients (measured 2.6× on a tiny Llama here,
 2.8× on LLaMA2-7B on an H100, ``../shared/PAPER.md``). The second backward needs every
@@ -28,6 +33,9 @@ from torch import nn
 from eraserlib.errors import DoubleBackwardUnsupportedError, NonFiniteError, NoTrainableParametersError
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+#: The curvatures ``data_product`` can use.
+CURVATURES = ("hessian", "gauss_newton")
 
 _DOUBLE_BACKWARD_HINT = (
     "The model contains an operation without a second derivative, which Hessian-vector "
@@ -175,6 +183,18 @@ class TrainingObjective:
         seed: Seeds the mini-batch order.
         compute_dtype: Dtype of the model during gradients and HVPs (float32 by default, see
             :func:`_computation_dtype`); ``None`` keeps the model's own.
+        curvature: What :meth:`data_product` multiplies by: "hessian" (``data_hvp``) or
+            "gauss_newton" (``data_gauss_newton``; ``loss_fn`` must offer ``outputs`` and
+            ``loss_of_outputs``, see :class:`eraserlib.losses.OutputLoss`).
+        gauss_newton_method: How the Gauss–Newton product forms J v: "auto", "double_vjp" or
+            "forward" (:class:`eraserlib.curvature.GaussNewtonProduct`).
+
+    Attributes:
+        hvp_count: Curvature products (Hessian or Gauss–Newton), one per chunk of ≤ batch_size
+            examples; ``gauss_newton_count`` counts the Gauss–Newton ones among them.
+        hvp_examples: Examples seen by those products.
+        gradient_count: Backward passes for gradients.
+        forward_count: Forward-only passes (loss evaluations, :meth:`loss_sum`).
     """
 
     def __init__(
@@ -188,7 +208,11 @@ class TrainingObjective:
         collate_fn: Callable[[list[Any]], Any] | None = None,
         seed: int = 0,
         compute_dtype: torch.dtype | None = torch.float32,
+        curvature: str = "hessian",
+        gauss_newton_method: str = "auto",
     ):
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
         if weight_decay < 0 or not math.isfinite(weight_decay):
@@ -205,11 +229,30 @@ class TrainingObjective:
         self.num_parameters = sum(p.numel() for p in self.params)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
-        self.hvp_count = 0  # double-backward passes, one per chunk of ≤ batch_size examples
+        self.hvp_count = 0  # curvature products (Hessian or Gauss–Newton), one per chunk of ≤ batch_size examples
         self.hvp_examples = 0  # examples seen by those passes
         self.gradient_count = 0
+        self.gauss_newton_count = 0
+        self.forward_count = 0
+        self.curvature = curvature
+        self.gauss_newton = None
+        if curvature == "gauss_newton":
+            from eraserlib.curvature import GaussNewtonProduct  # imports this module
+
+            self.gauss_newton = GaussNewtonProduct(model, loss_fn, self.names, self.params, gauss_newton_method)
         # Vectors in parameter space: float32, or float64 when the model is float64.
         self.vector_dtype = torch.float64 if any(p.dtype == torch.float64 for p in self.params) else torch.float32
+
+    def on(self, examples: Sequence[Any]) -> TrainingObjective:
+        """The same objective (model, loss, wd, batch size, seed, dtype, curvature) over other ``examples``.
+
+        Used for the corrected objective R' over the data a request leaves; its counters start at 0.
+        """
+        method = self.gauss_newton.method if self.gauss_newton is not None else "auto"
+        return TrainingObjective(self.model, self.loss_fn, examples, weight_decay=self.weight_decay,
+                                 batch_size=self.batch_size, collate_fn=self.collate_fn, seed=self.seed,
+                                 compute_dtype=self.compute_dtype, curvature=self.curvature,
+                                 gauss_newton_method=method)
 
     # -- context -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -281,6 +324,39 @@ class TrainingObjective:
             self.gradient_count += 1
         return _check_finite(total, "gradient of the loss")
 
+    def loss_sum(self, examples: Sequence[Any]) -> float:
+        """Σ_{z ∈ examples} ℓ(z; θ) by forward passes only (no graph): what line searches evaluate."""
+        total = 0.0
+        with torch.no_grad():
+            for count, batch in self.chunks(examples):
+                total += count * float(self.loss(batch))
+                self.forward_count += 1
+        if not math.isfinite(total):
+            raise NonFiniteError("The loss is not finite at these parameters; the step is too long.")
+        return total
+
+    def per_example_losses(self, examples: Sequence[Any]) -> list[float]:
+        """ℓ(z; θ) for each example (forward passes of one example each, no graph)."""
+        losses = []
+        with torch.no_grad():
+            for example in examples:
+                losses.append(float(self.loss(self.collate_fn([example]))))
+                self.forward_count += 1
+        return losses
+
+    def loss_sum_and_gradient(self, examples: Sequence[Any]) -> tuple[float, torch.Tensor]:
+        """(Σ ℓ(z; θ), Σ ∇ℓ(z; θ)) over ``examples`` from the same passes (the loss comes free with the gradient)."""
+        total = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
+        value = 0.0
+        for count, batch in self.chunks(examples):
+            loss = self.loss(batch)
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+            flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
+            total += count * flat.to(self.vector_dtype)
+            value += count * float(loss.detach())
+            self.gradient_count += 1
+        return value, _check_finite(total, "gradient of the loss")
+
     def data_hvp(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
         """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
         total = torch.zeros_like(vector, dtype=self.vector_dtype)
@@ -296,9 +372,49 @@ class TrainingObjective:
         return self.data_hvp(examples, vector) + self.weight_decay * vector
 
     # -- the curvature the solvers use -------------------------------------------------------
+    def data_gauss_newton(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
+        """(1/|examples|) Σ J_zᵀ H_out J_z v: the data Gauss–Newton matrix of ``examples`` times v, flat (p,)."""
+        if self.gauss_newton is None:
+            from eraserlib.curvature import GaussNewtonProduct  # imports this module
+
+            self.gauss_newton = GaussNewtonProduct(self.model, self.loss_fn, self.names, self.params)
+        total = torch.zeros_like(vector, dtype=self.vector_dtype)
+        for count, batch in self.chunks(examples):
+            total += count * self.gauss_newton(batch, vector).to(self.vector_dtype)
+            self.hvp_count += 1
+            self.gauss_newton_count += 1
+            self.hvp_examples += count
+        return _check_finite(total / len(examples), "Gauss–Newton product")
+
     def data_product(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
-        """The data curvature of ``examples`` times v (flat (p,)): the Hessian (``curvature="hessian"``)."""
+        """The data curvature of ``examples`` times v (flat (p,)): the Hessian (``curvature="hessian"``) or the
+        Gauss–Newton matrix (``curvature="gauss_newton"``)."""
+        if self.curvature == "gauss_newton":
+            return self.data_gauss_newton(examples, vector)
         return self.data_hvp(examples, vector)
+
+    def add_counts(self, other: TrainingObjective) -> None:
+        """Add another objective's pass counters to this one's (work done on the data after a request)."""
+        for name in ("hvp_count", "hvp_examples", "gradient_count", "gauss_newton_count", "forward_count"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def counts(self) -> dict[str, int]:
+        """The pass counters, for diagnostics."""
+        return {"hvp_count": self.hvp_count, "hvp_examples": self.hvp_examples, "gradient_count": self.gradient_count,
+                "gauss_newton_count": self.gauss_newton_count, "forward_count": self.forward_count}
+
+    def curvature_info(self) -> dict[str, Any]:
+        """The curvature and, for Gauss–Newton, how J v was formed (and why "auto" switched, if it did)."""
+        info: dict[str, Any] = {"curvature": self.curvature}
+        if self.gauss_newton is not None:
+            info.update(gauss_newton_method=self.gauss_newton.method, gauss_newton_fallback=self.gauss_newton.fallback)
+        return info
+
+    def set_parameters(self, vector: torch.Tensor) -> None:
+        """Write the flat θ (p,) into the model's trainable parameters, in place."""
+        with torch.no_grad():
+            for p, piece in zip(self.params, unflatten(vector, self.params)):
+                p.copy_(piece.to(device=p.device, dtype=p.dtype))
 
     def product(self, vector: torch.Tensor, examples: Sequence[Any] | None = None) -> torch.Tensor:
         """(curvature of the objective) v = data curvature · v + wd·v, over ``examples`` (default: all n)."""
