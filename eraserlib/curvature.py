@@ -18,7 +18,8 @@ One product G v costs three steps:
    keeps the ordinary backward graph), or — the *double-vjp trick* — the derivative of the
    linear map u ↦ Jᵀu (one backward pass with ``create_graph``) along v, i.e. a second backward
    pass. Forward mode needs first derivatives of the network only (every op must have a
-   forward-mode formula); the double-vjp needs every op twice differentiable, like an HVP.
+   forward-mode formula); the double-vjp needs every op twice differentiable, like an HVP (a
+   once-differentiable op would cut the path silently, so the first product checks for one).
 2. H_out (J v) by double backward through the loss head L alone (cheap: it sees the logits,
    not the network). Exact for any loss head; G is PSD when L is convex.
 3. Jᵀ (H_out J v): one ordinary backward pass through the network.
@@ -40,7 +41,7 @@ import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
 from eraserlib.errors import DoubleBackwardUnsupportedError
-from eraserlib.objective import double_backward_error, flatten, unflatten
+from eraserlib.objective import double_backward_error, flatten, once_differentiable_in_graph, unflatten
 
 #: The ways to form J v (see the module docstring); "auto" is :data:`DEFAULT_METHOD` with a fallback.
 METHODS = ("auto", "double_vjp", "forward")
@@ -126,12 +127,24 @@ def _forward_mode_jvp(model: nn.Module, loss_fn: Any, batch: Any, names: Sequenc
     return unpacked.primal, unpacked.tangent
 
 
+def _check_twice_differentiable(transposed: Sequence[torch.Tensor | None]) -> None:
+    """Raise unless the backward pass that gave Jᵀu is itself differentiable (checked once per product object).
+
+    A once-differentiable op (a fused kernel, ``@once_differentiable``) cuts the path from u to
+    Jᵀu without an error: J v would silently miss the parameters behind it.
+    """
+    if any(g is not None and not g.requires_grad for g in transposed) or once_differentiable_in_graph(transposed):
+        raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
+
+
 def _double_vjp_jvp(model: nn.Module, loss_fn: Any, batch: Any, params: Sequence[torch.Tensor],
-                    tangents: Sequence[torch.Tensor]):
+                    tangents: Sequence[torch.Tensor], check: bool = False):
     """(f(θ) with its backward graph, J v) by differentiating u ↦ Jᵀu along v (two backward passes)."""
     outputs = loss_fn.outputs(model, batch)
     dummy = torch.zeros_like(outputs, requires_grad=True)
     transposed = torch.autograd.grad(outputs, params, grad_outputs=dummy, create_graph=True, allow_unused=True)
+    if check:
+        _check_twice_differentiable(transposed)
     dot = sum((g * t).sum() for g, t in zip(transposed, tangents) if g is not None)
     if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
         return outputs, torch.zeros_like(outputs)
@@ -179,6 +192,7 @@ class GaussNewtonProduct:
         self.automatic = method == "auto"
         self.method = DEFAULT_METHOD if self.automatic else method
         self.fallback: str | None = None
+        self._checked = False  # whether the double-vjp path was checked for once-differentiable ops
 
     def outputs_and_jvp(self, batch: Any, vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(f(θ) with its graph, J v) for a flat v (p,), by :attr:`method` (switching once if "auto" must)."""
@@ -196,7 +210,9 @@ class GaussNewtonProduct:
     def _jvp(self, method: str, batch: Any, tangents: Sequence[torch.Tensor]):
         if method == "forward":
             return _forward_mode_jvp(self.model, self.loss_fn, batch, self.names, self.params, tangents)
-        return _double_vjp_jvp(self.model, self.loss_fn, batch, self.params, tangents)
+        result = _double_vjp_jvp(self.model, self.loss_fn, batch, self.params, tangents, check=not self._checked)
+        self._checked = True
+        return result
 
     def __call__(self, batch: Any, vector: torch.Tensor) -> torch.Tensor:
         """G_B v, flat (p,), in the parameters' dtype."""
@@ -212,6 +228,7 @@ class GaussNewtonProduct:
         outputs = self.loss_fn.outputs(self.model, batch)
         dummy = torch.zeros_like(outputs, requires_grad=True)
         grads = torch.autograd.grad(outputs, self.params, grad_outputs=dummy, create_graph=True, allow_unused=True)
+        _check_twice_differentiable(grads)
         flat = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, self.params)])
         if not flat.requires_grad:
             return torch.zeros(basis.shape[0], basis.shape[1], dtype=basis.dtype, device=basis.device)

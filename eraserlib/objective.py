@@ -134,8 +134,29 @@ def _check_finite(vector: torch.Tensor, what: str) -> torch.Tensor:
     return vector
 
 
+def once_differentiable_in_graph(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the autograd graph behind ``tensors`` holds a ``@once_differentiable`` backward (an error node).
+
+    Such an op (the backward of a fused kernel written as a custom ``autograd.Function``) does not
+    raise when one differentiates through it with ``torch.autograd.grad``: its error node hangs off
+    a detached copy, so autograd prunes it and the second derivative silently misses every path
+    through the op. Walking the graph once finds it.
+    """
+    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node).__name__ in ("Error", "DelayedError"):
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
 def hessian_vector_product(
-    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor
+    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor, check: bool = True
 ) -> torch.Tensor:
     """Hv for the Hessian H of ``loss`` with respect to ``params``, by double backward.
 
@@ -145,6 +166,8 @@ def hessian_vector_product(
         loss: A scalar that still holds its autograd graph.
         params: The parameters θ (p scalars in all).
         vector: The flat vector v, shape (p,).
+        check: Walk the gradient's graph for once-differentiable ops (:func:`once_differentiable_in_graph`);
+            a caller that multiplies by the same model again may check only the first time.
 
     Returns:
         The flat vector Hv, shape (p,), in the parameters' dtype.
@@ -153,6 +176,8 @@ def hessian_vector_product(
         DoubleBackwardUnsupportedError: if the graph has an op without a second derivative.
     """
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    if check and once_differentiable_in_graph(grads):
+        raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
     vs = unflatten(vector.to(params[0].dtype), params)
     dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad)
     if not isinstance(dot, torch.Tensor):
@@ -234,6 +259,7 @@ class TrainingObjective:
         self.gradient_count = 0
         self.gauss_newton_count = 0
         self.forward_count = 0
+        self._graph_checked = False  # whether an HVP has checked the graph for once-differentiable ops
         self.curvature = curvature
         self.gauss_newton = None
         if curvature == "gauss_newton":
@@ -361,7 +387,9 @@ class TrainingObjective:
         """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
         total = torch.zeros_like(vector, dtype=self.vector_dtype)
         for count, batch in self.chunks(examples):
-            total += count * hessian_vector_product(self.loss(batch), self.params, vector).to(self.vector_dtype)
+            product = hessian_vector_product(self.loss(batch), self.params, vector, check=not self._graph_checked)
+            self._graph_checked = True
+            total += count * product.to(self.vector_dtype)
             self.hvp_count += 1
             self.hvp_examples += count
         return _check_finite(total / len(examples), "Hessian-vector product")

@@ -18,8 +18,10 @@ line search and a Levenberg–Marquardt damping):
 3. Its length α ∈ {1, β, β², …} (backtracking, β = ``backtrack_factor``) is the first that
    decreases R' sufficiently: R'(θ + αd) ≤ R'(θ) + c·α·gᵀd (Armijo, c = ``sufficient_decrease``).
    R' is evaluated by forward passes only, on the data after the request or on a fixed seeded
-   subsample of it (``evaluation_examples``; the same subsample at every step, so values
-   compare). A rejected first step (R' rises along d₁ at every α: θ̂ is not stationary, so −b is
+   subsample of m of them (``evaluation_examples``; the same subsample at every step). A
+   subsample's change of R' is corrected to first order by α (g − ∇R'_sub)ᵀd (one gradient pass
+   over the m examples per step): otherwise its noise hides the small decreases near the optimum;
+   the reported R' is then the estimate, anchored at R'_sub(θ̂). A rejected first step (R' rises along d₁ at every α: θ̂ is not stationary, so −b is
    not R''s gradient) moves nothing and the steps go on; a rejected later step stops.
 4. Damping as a trust region (Levenberg–Marquardt): ρ = actual / predicted decrease of R', the
    prediction from the quadratic model, −α gᵀd − ½α² dᵀCd with dᵀCd = −gᵀd − λ‖d‖² (exact
@@ -129,6 +131,7 @@ class CorrectedObjective:
         self.after = after
         self.evaluation = self.objective.subsample(evaluation_examples)
         self.weight_decay = objective.weight_decay
+        self.subsampled = len(self.evaluation) < len(after)
 
     def regulariser(self, theta: torch.Tensor) -> float:
         return 0.5 * self.weight_decay * float(theta @ theta) if self.weight_decay else 0.0
@@ -137,6 +140,21 @@ class CorrectedObjective:
         """R'(θ) on the evaluation examples (forward passes); writes θ into the model."""
         self.objective.set_parameters(theta)
         return self.objective.loss_sum(self.evaluation) / len(self.evaluation) + self.regulariser(theta)
+
+    def correction(self, theta: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor | None:
+        """g − ∇R'_sub(θ): what makes the subsample's change of R' exact to first order (None without a subsample).
+
+        A step's change of R' measured on m examples has noise ≈ α (∇R'_sub − ∇R')ᵀd, far above the
+        decrease near the optimum. With it added back, the estimated change is
+        R'_sub(θ + αd) − R'_sub(θ) + α (g − ∇R'_sub)ᵀd = α gᵀd + ½α² dᵀ C_sub d + …: exact first-order
+        term, subsampled curvature. Costs one gradient pass over the m examples.
+        """
+        if not self.subsampled:
+            return None
+        self.objective.set_parameters(theta)
+        _, total = self.objective.loss_sum_and_gradient(self.evaluation)
+        sub = total / len(self.evaluation)
+        return gradient - (sub + self.weight_decay * theta if self.weight_decay else sub)
 
     def gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """∇R'(θ) over all of the data after the request (one gradient pass); writes θ into the model."""
@@ -206,7 +224,7 @@ def relinearised_steps(objective: TrainingObjective, request: Any, positions: Se
                               "step_ratio": [], "step_solver_stop": []}
     stop = "steps"
     try:
-        phi = corrected.value(theta)
+        phi = measured = corrected.value(theta)  # with a subsample, phi continues as the corrected estimate
         history = [phi]
         for k in range(1, steps + 1):
             if k == 1:
@@ -219,7 +237,10 @@ def relinearised_steps(objective: TrainingObjective, request: Any, positions: Se
                 direction = direction.to(theta.dtype)
                 record["step_solver_stop"].append(result.stop_reason)
             slope = float(gradient @ direction)
-            alpha, trial = _backtrack(corrected, theta, direction, phi, slope, options)
+            correction = corrected.correction(theta, gradient)
+            shift = 0.0 if correction is None else float(correction @ direction)
+            alpha, change = _backtrack(corrected, theta, direction, measured, slope, shift, options)
+            trial = phi + change
             record["step_damping"].append(lam)
             if alpha == 0.0:
                 record["step_lengths"].append(0.0)
@@ -235,6 +256,7 @@ def relinearised_steps(objective: TrainingObjective, request: Any, positions: Se
             record["step_ratio"].append(ratio)
             theta = theta + alpha * direction
             decrease, phi = phi - trial, trial
+            measured = corrected.value(theta) if corrected.subsampled else trial  # R'_sub at the new θ
             history.append(phi)
             if options.adapt_damping and lam is not None:
                 if alpha == 1.0 and ratio > 0.75:
@@ -256,19 +278,22 @@ def _raise(lam: float | None) -> float | None:
     return None if lam is None else 2.0 * max(lam, 1e-8)
 
 
-def _backtrack(corrected: CorrectedObjective, theta: torch.Tensor, direction: torch.Tensor, phi: float,
-               slope: float, options: StepOptions) -> tuple[float, float]:
-    """(α, R'(θ + αd)) for the first α ∈ {1, β, β², …} with sufficient decrease; (0, φ) if none."""
+def _backtrack(corrected: CorrectedObjective, theta: torch.Tensor, direction: torch.Tensor, measured: float,
+               slope: float, shift: float, options: StepOptions) -> tuple[float, float]:
+    """(α, change of R') for the first α ∈ {1, β, β², …} with sufficient decrease; (0, 0) if none.
+
+    The change is R'_eval(θ + αd) − ``measured`` (+ α·``shift``, the subsample's first-order correction).
+    """
     alpha = 1.0
     for _ in range(options.max_backtracks + 1):
         try:
-            trial = corrected.value(theta + alpha * direction)
+            change = corrected.value(theta + alpha * direction) - measured + alpha * shift
         except (FloatingPointError, ArithmeticError):  # a non-finite loss: far too long a step
-            trial = math.inf
-        if trial <= phi + options.sufficient_decrease * alpha * min(slope, 0.0) and trial < phi:
-            return alpha, trial
+            change = math.inf
+        if change <= options.sufficient_decrease * alpha * min(slope, 0.0) and change < 0:
+            return alpha, change
         alpha *= options.backtrack_factor
-    return 0.0, phi
+    return 0.0, 0.0
 
 
 __all__ = ["CorrectedObjective", "StepOptions", "check_steps", "fresh_solver", "make_step_options",

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from eraserlib.errors import ProblemTooLargeError
-from eraserlib.objective import TrainingObjective, double_backward_error
+from eraserlib.objective import TrainingObjective, double_backward_error, once_differentiable_in_graph
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
 #: Columns of the dense matrix computed per batched backward pass.
@@ -42,8 +42,12 @@ def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch
     hessian = torch.zeros(p, p, dtype=torch.float64)
     bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", disable=not progress,
                leave=False)
+    first = True
     for count, batch in objective.chunks(objective.train_data):
         grads = torch.autograd.grad(objective.loss(batch), objective.params, create_graph=True, allow_unused=True)
+        if first and once_differentiable_in_graph(grads):
+            raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
+        first = False
         flat = torch.cat([(torch.zeros_like(q) if g is None else g).reshape(-1) for g, q in zip(grads, objective.params)])
         if not flat.requires_grad:
             raise double_backward_error("the gradient has no autograd graph (is the loss linear in the parameters?)")
