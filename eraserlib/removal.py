@@ -2,8 +2,8 @@
 
 An influence update moves θ by (C + λI)⁻¹ b with b ∝ Σ_S ∇ℓ(z; θ̂). A memorised example has
 loss ≈ 0 and gradient ≈ 0, so b ≈ 0: the update is ≈ 0, and the corrected objective R' (the loss
-on the data the request leaves) is already at its minimum — so even re-linearised steps on R'
-(:mod:`eraserlib.steps`) barely move. Retraining from scratch does something else: the removed
+on the data the request leaves) is already at its minimum — re-linearised steps on R'
+(:mod:`eraserlib.steps`) move them only as far as the nearest minimum of R' happens to. Retraining from scratch does something else: the removed
 examples end up with the loss of examples the model never saw. ``erase(..., removal="match_heldout",
 heldout=examples)`` aims at that directly (the idea of K-FADE's constrained uphill Gauss–Newton
 steps): with a user-supplied *held-out* set of examples of the same kind that were never trained
@@ -16,12 +16,18 @@ on (a non-member reference),
    predictive distributions): uphill on the removed examples, constrained on the retained ones.
 2. length: the α at which the removed examples' mean loss L_S(θ + αd) reaches the held-out
    examples' mean loss L_H(θ + αd) (both re-evaluated at every trial, by forward passes), found
-   by doubling from the length the quadratic model allows (½α² dᵀC_R d = the retained budget)
-   and then bisection — unless the retained data's mean loss (plus wd/2‖θ‖²) would rise by
-   more than ``retained_tolerance`` (relative) first: then the step stops at the budget.
-3. re-linearise (new gradient, new solve at the new θ) while the target is not reached, up to
-   ``steps`` directions; stop at the target (within ``target_tolerance``), at the retained
-   budget, or at ``steps``.
+   by doubling from the length the quadratic model allows (½α² dᵀC_R d = the retained budget
+   left) and then bisection — unless the retained data's mean loss (plus wd/2‖θ‖², on all of
+   them or on ``evaluation_examples``) would exceed its value at θ̂ by more than
+   ``retained_increase`` nats first: then the step stops at the budget. The budget is absolute:
+   a memorised retained set has a loss near 0, where any relative budget is no budget at all.
+3. repair: after a step that stopped at the budget, one re-linearised descent step on R' (as
+   ``erase(..., steps=k)`` takes, :mod:`eraserlib.steps`) gives retained loss back; R' does not
+   contain the removed examples, so descending on it need not re-learn them (the path in the
+   diagnostics shows whether it did).
+4. re-linearise (new gradient, new solve at the new θ) while the target is not reached, up to
+   ``steps`` uphill directions; stop at the target (within ``target_tolerance``), at the
+   budget after the last direction (or a repair that finds no descent), or at ``steps``.
 
 Aiming at L_H rather than "as high as possible" matters: a removed example with a far *higher*
 loss than non-members is as recognisable to a membership-inference attack as one with a far
@@ -42,7 +48,7 @@ from eraserlib.errors import InvalidRequestError
 from eraserlib.objective import TrainingObjective
 from eraserlib.requests import InstanceRemoval
 from eraserlib.solvers.base import Solver, Spectrum
-from eraserlib.steps import CorrectedObjective, StepOptions, solve_step
+from eraserlib.steps import CorrectedObjective, StepOptions, backtrack, solve_step
 
 #: The removal modes ``erase(..., removal=...)`` knows.
 REMOVAL_MODES = ("match_heldout",)
@@ -80,7 +86,7 @@ def match_heldout(objective: TrainingObjective, request: InstanceRemoval, positi
         damping: λ (None: the solver's own rule).
         heldout: Non-member examples of the same kind (same collate function).
         steps: Directions at most.
-        options: :class:`~eraserlib.steps.StepOptions` (``retained_tolerance``, ``target_tolerance``,
+        options: :class:`~eraserlib.steps.StepOptions` (``retained_increase``, ``target_tolerance``,
             ``evaluation_examples``).
         spectrum: Reused by every solve.
         progress: Progress bars of the solves.
@@ -100,13 +106,14 @@ def match_heldout(objective: TrainingObjective, request: InstanceRemoval, positi
                 "heldout": reference.loss_sum(reference.train_data) / reference.n, "retained": value}
 
     record: dict[str, Any] = {"removal": "match_heldout", "heldout_examples": reference.n,
-                              "evaluation_examples": len(retained.evaluation), "step_lengths": [], "path": []}
+                              "evaluation_examples": len(retained.evaluation), "step_lengths": [],
+                              "repair_lengths": [], "path": []}
     stop = "steps"
     try:
         current = state(theta)
-        record["path"].append(current)
-        budget = current["retained"] + options.retained_tolerance * abs(current["retained"])
-        for _ in range(steps):
+        record["path"].append({"kind": "start", **current})
+        budget = current["retained"] + options.retained_increase
+        for direction_index in range(steps):
             if _reached(current, options):
                 stop = "target"
                 break
@@ -123,22 +130,49 @@ def match_heldout(objective: TrainingObjective, request: InstanceRemoval, positi
             start = math.sqrt(2 * max(budget - current["retained"], 1e-12) / curvature)  # ½α²dᵀCd = budget left
             alpha, current, hit = _length(state, theta, direction, current, budget, start, options)
             record["step_lengths"].append(alpha)
-            record["path"].append(current)
+            record["path"].append({"kind": "uphill", **current})
             theta = theta + alpha * direction
             if hit == "target":
                 stop = "target"
                 break
             if hit == "budget":
                 stop = "retained_budget"
-                break
+                if direction_index == steps - 1:
+                    break
+                theta, current, repaired = _repair(retained, solver, theta, current, damping, state, options,
+                                                   spectrum=spectrum, progress=progress)
+                record["repair_lengths"].append(repaired)
+                record["path"].append({"kind": "repair", **current})
+                if repaired == 0.0:
+                    break
     finally:
         retained.objective.set_parameters(theta0)
     for other in (retained.objective, removed, reference):
         objective.add_counts(other)
     record.update(removal_stop_reason=stop, steps_taken=len(record["step_lengths"]), damping_final=damping,
                   removed_loss=current["removed"], heldout_loss=current["heldout"],
-                  retained_objective=current["retained"])
+                  retained_objective=current["retained"], retained_budget=budget)
     return theta - theta0, record
+
+
+def _repair(retained: CorrectedObjective, solver: Solver, theta: torch.Tensor, current: dict[str, float],
+            damping: float | None, state, options: StepOptions, *, spectrum: Spectrum | None,
+            progress: bool) -> tuple[torch.Tensor, dict[str, float], float]:
+    """One re-linearised descent step on R' (as in :mod:`eraserlib.steps`) that gives the retained loss back.
+
+    Returns (θ, its state, the step length; 0 when no length decreased R').
+    """
+    gradient = retained.gradient(theta)
+    direction, _, _ = solve_step(retained.objective, solver, -gradient, damping, spectrum=spectrum,
+                                 progress=progress, descent_for=gradient)
+    direction = direction.to(theta.dtype)
+    correction = retained.correction(theta, gradient)
+    shift = 0.0 if correction is None else float(correction @ direction)
+    alpha, _ = backtrack(retained, theta, direction, current["retained"], float(gradient @ direction), shift, options)
+    if alpha == 0.0:
+        return theta, current, 0.0
+    theta = theta + alpha * direction
+    return theta, state(theta), alpha
 
 
 def _reached(point: dict[str, float], options: StepOptions) -> bool:

@@ -67,8 +67,9 @@ class StepOptions(SolverOptions):
     adapt_damping: bool = option(True, "adapt λ between steps as a Levenberg–Marquardt trust region")
     min_damping_share: float = option(0.1, "λ never falls below this share of the first step's λ")
     tolerance: float = option(1e-6, "stop when a step decreases R' by less than this relative amount")
-    retained_tolerance: float = option(0.01, "removal mode: the retained data's mean loss may rise by at most this "
-                                             "relative amount over all steps")
+    retained_increase: float = option(0.01, "removal mode: the retained data's mean loss (nats; plus (wd/2)‖θ‖²) "
+                                            "may rise by at most this much over θ̂ (0.01: their geometric-mean "
+                                            "likelihood falls by at most 1%)")
     target_tolerance: float = option(0.02, "removal mode: stop when the removed examples' mean loss is within this "
                                            "relative distance of the held-out examples'")
 
@@ -80,7 +81,7 @@ class StepOptions(SolverOptions):
         for name in ("max_backtracks",):
             if getattr(self, name) < 0:
                 raise InvalidOptionsError(f"{name} must be ≥ 0.")
-        for name in ("sufficient_decrease", "min_damping_share", "tolerance", "retained_tolerance",
+        for name in ("sufficient_decrease", "min_damping_share", "tolerance", "retained_increase",
                      "target_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -239,7 +240,7 @@ def relinearised_steps(objective: TrainingObjective, request: Any, positions: Se
             slope = float(gradient @ direction)
             correction = corrected.correction(theta, gradient)
             shift = 0.0 if correction is None else float(correction @ direction)
-            alpha, change = _backtrack(corrected, theta, direction, measured, slope, shift, options)
+            alpha, change = backtrack(corrected, theta, direction, measured, slope, shift, options)
             trial = phi + change
             record["step_damping"].append(lam)
             if alpha == 0.0:
@@ -278,7 +279,7 @@ def _raise(lam: float | None) -> float | None:
     return None if lam is None else 2.0 * max(lam, 1e-8)
 
 
-def _backtrack(corrected: CorrectedObjective, theta: torch.Tensor, direction: torch.Tensor, measured: float,
+def backtrack(corrected: CorrectedObjective, theta: torch.Tensor, direction: torch.Tensor, measured: float,
                slope: float, shift: float, options: StepOptions) -> tuple[float, float]:
     """(α, change of R') for the first α ∈ {1, β, β², …} with sufficient decrease; (0, 0) if none.
 
@@ -296,5 +297,5 @@ def _backtrack(corrected: CorrectedObjective, theta: torch.Tensor, direction: to
     return 0.0, 0.0
 
 
-__all__ = ["CorrectedObjective", "StepOptions", "check_steps", "fresh_solver", "make_step_options",
+__all__ = ["CorrectedObjective", "StepOptions", "backtrack", "check_steps", "fresh_solver", "make_step_options",
            "relinearised_steps", "solve_step"]

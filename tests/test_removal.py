@@ -48,7 +48,7 @@ def test_removed_examples_reach_the_heldout_loss(memorised):
                             collate_fn=collate, curvature="gauss_newton", progress=False)
     result = eraserlib.erase(model, logistic_loss, data, request, solver="cg", weight_decay=WEIGHT_DECAY,
                              collate_fn=collate, curvature="gauss_newton", removal="match_heldout", heldout=heldout,
-                             steps=4, step_options={"retained_tolerance": 0.5}, progress=False)
+                             steps=4, step_options={"retained_increase": 0.05}, progress=False)
     assert torch.equal(parameters_of(model), parameters_of(fit(data, WEIGHT_DECAY)))  # the model is untouched
     diagnostics = result.diagnostics
     assert diagnostics["removal_stop_reason"] == "target", diagnostics
@@ -62,9 +62,8 @@ def test_removed_examples_reach_the_heldout_loss(memorised):
     once = fit(data, WEIGHT_DECAY)
     eraserlib.apply_delta(once, plain.delta)
     assert _mean(_losses(once, removed)) < 0.5 * after["removed"]
-    # the retained loss rose within its budget (relative to R' at θ̂, which includes (wd/2)‖θ‖²)
-    budget = diagnostics["path"][0]["retained"] * 1.5
-    assert diagnostics["retained_objective"] <= budget
+    # the retained loss rose within its budget (over R' at θ̂, which includes (wd/2)‖θ‖²)
+    assert diagnostics["retained_objective"] <= diagnostics["path"][0]["retained"] + 0.05
     assert abs(_membership_auc(erased, removed, heldout) - 0.5) < abs(_membership_auc(model, removed, heldout) - 0.5)
 
 
@@ -78,11 +77,11 @@ def test_a_tight_retained_budget_stops_the_removal_early(memorised):
     request = eraserlib.InstanceRemoval(copies)
     result = eraserlib.erase(model, logistic_loss, data, request, solver="cg", weight_decay=WEIGHT_DECAY,
                              collate_fn=collate, curvature="gauss_newton", removal="match_heldout", heldout=heldout,
-                             step_options={"retained_tolerance": 1e-3}, progress=False)
+                             step_options={"retained_increase": 1e-4}, progress=False)
     diagnostics = result.diagnostics
     assert diagnostics["removal_stop_reason"] == "retained_budget"
     start = diagnostics["path"][0]["retained"]
-    assert diagnostics["retained_objective"] <= start * (1 + 1e-3)
+    assert start < diagnostics["retained_objective"] <= start + 1e-4
     assert diagnostics["removed_loss"] < diagnostics["heldout_loss"]
 
 
