@@ -5,12 +5,16 @@ LLaMA2-7B's architecture with random weights in bf16 (or loads ``--checkpoint DI
 Hugging Face folder; never a hub name), adds LoRA r = 8 on q_proj and v_proj (4.2M trainable
 parameters), and measures on batches of 4 × 512 random tokens:
 
-1. seconds per forward, per gradient and per Hessian-vector product (double backward, eager
-   attention: SDPA's fused kernels have no second derivative), each with its peak memory;
+1. seconds per forward, per gradient, per Hessian-vector product (double backward, eager
+   attention: SDPA's fused kernels have no second derivative) and per Gauss–Newton product
+   (``eraserlib.curvature``), each with its peak memory;
 2. the HVP's accuracy in bf16 against float32 (same batch, same vector; relative norm of the
    difference and cosine), at ``--accuracy-batch`` examples so that the float32 copy fits;
 3. one real ``eraserlib.erase`` (instance removal, solver llmeraser, bf16 HVPs) on a synthetic
    training set, its step budget fitted to the time left (``--budget-seconds``);
+3b. one erase with Gauss–Newton curvature and one re-linearised step (``steps=2``: a second
+   solve at the parameters after the first, from the gradient of the corrected objective over
+   the data the request leaves, and a line search on a subsample), its pass counts and time;
 4. from the measured unit costs, the erase and retrain times of a realistic request
    (``--train-examples`` n, ``--request-share``, ``--epochs``): retraining costs
    epochs·⌈n/B⌉ gradient steps, the erase ⌈k/B⌉ (IR) or 2⌈k/B⌉ (QM/RC) gradients for b plus
@@ -40,10 +44,11 @@ SHAPES: dict[str, dict[str, Any]] = {
     # LLaMA2-7B: hidden 4096, MLP 11008, 32 layers × 32 heads, vocabulary 32000.
     "llama-7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
                  "num_attention_heads": 32, "vocab_size": 32000, "sequence_length": 512, "batch_size": 4,
-                 "accuracy_batch": 1, "train_set": 256, "request": 16, "repeats": 3, "max_steps": 384},
+                 "accuracy_batch": 1, "train_set": 256, "request": 16, "repeats": 3, "max_steps": 384,
+                 "relinearised_max_steps": 64},
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
              "vocab_size": 64, "sequence_length": 16, "batch_size": 2, "accuracy_batch": 2, "train_set": 16,
-             "request": 2, "repeats": 2, "max_steps": 32},
+             "request": 2, "repeats": 2, "max_steps": 32, "relinearised_max_steps": 8},
 }
 PAPER_H100 = {"forward_s": 0.092, "gradient_s": 0.202, "hvp_s": 0.572, "peak_gib": 52.0}
 
@@ -93,11 +98,25 @@ def build_model(shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
     return model
 
 
-def language_model_loss(model, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of (B, T) token ids; the batch moves to the model's device."""
-    batch = batch.to(next(model.parameters()).device)
-    logits = model(input_ids=batch).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+class LanguageModelLoss:
+    """Mean next-token cross-entropy of (B, T) token ids; the batch moves to the model's device.
+
+    Split into outputs (the logits) and the loss of the outputs, for Gauss–Newton curvature.
+    """
+
+    def outputs(self, model, batch: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=batch.to(next(model.parameters()).device)).logits[:, :-1]
+
+    def loss_of_outputs(self, outputs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        logits = outputs.float()
+        targets = batch.to(logits.device)[:, 1:]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def __call__(self, model, batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_of_outputs(self.outputs(model, batch), batch)
+
+
+language_model_loss = LanguageModelLoss()
 
 
 def _timed(device: torch.device, function, repeats: int) -> dict[str, float]:
@@ -121,6 +140,43 @@ def _absolute_peak_gib(device: torch.device) -> float:
     """Peak allocated CUDA memory since the last reset (``measure`` resets it), weights included:
     the figure comparable with PAPER.md's "peak 52 GiB". NaN on the CPU."""
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
+
+
+def _relinearised_cost(shape: dict[str, Any], units: dict[str, Any]) -> float:
+    """Seconds the re-linearised erase should take: 20 Lanczos iterations on 4 batches and 2 × max_steps GN
+    products, b, the gradient over n − k examples, ~4 line-search evaluations of 2B examples and their gradient."""
+    batches = math.ceil((shape["train_set"] - shape["request"]) / shape["batch_size"])
+    products = 20 * 4 + 2 * shape["relinearised_max_steps"]
+    return (products * units["gauss_newton"]["seconds"] + (batches + 4) * units["gradient"]["seconds"]
+            + 8 * units["forward"]["seconds"])
+
+
+def _relinearised_step(model, train_data: list, shape: dict[str, Any], device: torch.device, seed: int,
+                       expected_seconds: float) -> dict[str, Any]:
+    """erase(curvature="gauss_newton", steps=2) with llmeraser at a fixed step budget; its costs and diagnostics."""
+    import eraserlib
+    from eraserlab.profiling import measure
+
+    k = shape["request"]
+    try:
+        with measure(device) as usage:
+            result = eraserlib.erase(model, language_model_loss, train_data, eraserlib.InstanceRemoval(train_data[-k:]),
+                                     solver="llmeraser", curvature="gauss_newton", steps=2,
+                                     step_options={"evaluation_examples": 2 * shape["batch_size"]},
+                                     batch_size=shape["batch_size"], compute_dtype=None,
+                                     options={"max_steps": shape["relinearised_max_steps"]}, seed=seed,
+                                     progress=False)
+    except (eraserlib.EraserError, torch.OutOfMemoryError) as error:
+        return {"error": f"{type(error).__name__}: {error}"[:500], "expected_seconds": expected_seconds}
+    d = result.diagnostics
+    return {"seconds": usage.wall_time_s, "expected_seconds": expected_seconds,
+            "peak_memory_gib_absolute": _absolute_peak_gib(device),
+            "max_steps": shape["relinearised_max_steps"], "steps_taken": d.get("steps_taken"),
+            "corrected_objective": d.get("corrected_objective"), "step_lengths": d.get("step_lengths"),
+            "step_damping": d.get("step_damping"), "step_stop_reason": d.get("step_stop_reason"),
+            "gradient_count": d["gradient_count"], "gauss_newton_count": d["gauss_newton_count"],
+            "forward_count": d["forward_count"], "gauss_newton_method": d.get("gauss_newton_method"),
+            "damping": d.get("damping")}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -182,8 +238,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "forward": _timed(device, forward, shape["repeats"]),
             "gradient": _timed(device, lambda: objective.loss_sum_gradient(batch), shape["repeats"]),
             "hvp": _timed(device, lambda: objective.data_hvp(batch, vector), shape["repeats"]),
+            # G v = Jᵀ H_out J v (eraserlib.curvature; the library's default way to form J v)
+            "gauss_newton": _timed(device, lambda: objective.data_gauss_newton(batch, vector), shape["repeats"]),
         }
     units["hvp_over_gradient"] = units["hvp"]["seconds"] / units["gradient"]["seconds"]
+    units["gauss_newton_over_gradient"] = units["gauss_newton"]["seconds"] / units["gradient"]["seconds"]
+    units["gauss_newton_method"] = objective.curvature_info().get("gauss_newton_method")
     record["unit_costs"] = units
     record["peak_memory_gib_total"] = max(units[k]["peak_memory_gib_absolute"] for k in ("forward", "gradient", "hvp"))
 
@@ -191,7 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import eraserlib
 
     spent = time.perf_counter() - started
+    relinearised_cost = _relinearised_cost(shape, units)
     reserve = 4 * units["hvp"]["seconds"] * 2 + 60 if device.type == "cuda" else 0.0  # the fp32 check below
+    reserve += relinearised_cost if device.type == "cuda" else 0.0  # the re-linearised step below
     room = arguments.budget_seconds - spent - reserve
     k = shape["request"]
     gradients_for_b = math.ceil(k / shape["batch_size"])
@@ -215,6 +277,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except (eraserlib.EraserError, torch.OutOfMemoryError) as error:  # record it and go on: one GPU run only
         diagnostics = {}
         record["erase"] = {"error": f"{type(error).__name__}: {error}"[:500], "max_steps": steps}
+
+    # 2b. one re-linearised erase step with Gauss–Newton curvature (steps=2: the one-step solve, then the gradient
+    # of the corrected objective over the n − k examples left, a second solve and a line search)
+    record["relinearised_step"] = _relinearised_step(model, train_data, shape, device, arguments.seed,
+                                                     relinearised_cost)
 
     # 3. bf16 vs float32 HVP on the same batch and vector
     if device.type == "cuda":
@@ -258,7 +325,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows.append({"quantity": "HVP / gradient", "measured": units["hvp_over_gradient"], "paper H100": 2.8})
     rows.append({"quantity": "peak memory GiB (unit costs)", "measured": record.get("peak_memory_gib_total"),
                  "paper H100": PAPER_H100["peak_gib"]})
+    rows.append({"quantity": "Gauss-Newton product s", "measured": units["gauss_newton"]["seconds"]})
+    rows.append({"quantity": "Gauss-Newton / gradient", "measured": units["gauss_newton_over_gradient"]})
     rows.append({"quantity": f"erase ({steps_needed} steps) s", "measured": record["erase"].get("seconds")})
+    rows.append({"quantity": "GN erase, 2 re-linearised steps s",
+                 "measured": record["relinearised_step"].get("seconds")})
     rows.append({"quantity": "bf16 vs fp32 HVP rel. diff", "measured": record["hvp_precision"].get("relative_difference")})
     rows.append({"quantity": f"retrain (n={n}, {arguments.epochs} ep.) s, projected", "measured": retrain_s})
     for kind in ("instance_removal", "query_modification_or_response_correction"):

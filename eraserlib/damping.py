@@ -47,6 +47,48 @@ def auto_damping(spectrum: Spectrum, weight_decay: float = 0.0,
     return max(0.0, floor - weight_decay - margin * min(spectrum.smallest, 0.0))
 
 
+#: "auto" damping for Gauss–Newton curvature: λ = λ_max(G) / GAUSS_NEWTON_CONDITION_NUMBER (see gauss_newton_damping).
+GAUSS_NEWTON_CONDITION_NUMBER = 1e2
+
+
+def gauss_newton_damping(spectrum: Spectrum, weight_decay: float = 0.0,
+                         condition_number: float = GAUSS_NEWTON_CONDITION_NUMBER) -> float:
+    """The "auto" λ for a spectrum of the data Gauss–Newton matrix G (weight decay excluded).
+
+    G is positive semi-definite, so there is no negative curvature to lift; the rule bounds the
+    condition number of G + (wd + λ)I by ``condition_number``: λ = max(0, λ_max/κ − wd).
+
+    Why this and not less: λ sets how far the one-step update goes along the directions G barely
+    constrains. On the recipe chapter's stand-in (``benchmarks/results/recipe_stand_in-default.json``,
+    a damping sweep) the secret's loss moves monotonically further as λ falls, and the retained
+    loss — the corrected objective R' itself — rises with it: at λ_max/10² the one-step update
+    already takes the secret about as far as a cold retrain and past a warm one, at a visible
+    cost in R'; kronfluence's default, 0.1 × the mean eigenvalue (an order of magnitude smaller
+    there, since most eigenvalues of a LoRA Gauss–Newton matrix are near 0), overshoots both
+    retrains and raises R' several times more. The one-step Gauss–Newton model under-estimates
+    R''s curvature at an adapter that is not at a minimum (it drops the residual term, which
+    is where the Hessian's largest eigenvalues are there), so the update is too long by R''s own
+    measure. With ``steps`` > 1 (:mod:`eraserlib.steps`) the line search and the
+    Levenberg–Marquardt adaptation of λ manage that trade-off on R' itself, starting from this λ.
+
+    Args:
+        spectrum: Extreme eigenvalues of the data Gauss–Newton matrix.
+        weight_decay: wd, which already lifts every eigenvalue by wd.
+        condition_number: κ.
+
+    Returns:
+        λ ≥ 0.
+    """
+    return max(0.0, max(spectrum.largest, 0.0) / condition_number - weight_decay)
+
+
+def automatic_damping(curvature: str, spectrum: Spectrum, weight_decay: float = 0.0) -> float:
+    """The "auto" λ of ``erase``: :func:`auto_damping` for the Hessian, :func:`gauss_newton_damping` for Gauss–Newton."""
+    if curvature == "gauss_newton":
+        return gauss_newton_damping(spectrum, weight_decay)
+    return auto_damping(spectrum, weight_decay)
+
+
 def check_damping(damping: float | str) -> None:
     """Raise ``ValueError`` unless ``damping`` is "auto" or a finite number ≥ 0."""
     if damping == "auto":

@@ -18,12 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from eraserlib.damping import auto_damping, check_damping
+from eraserlib.curvature import check_curvature
+from eraserlib.damping import automatic_damping, check_damping
 from eraserlib.distributed import problem_fingerprint, resolve_group
 from eraserlib.errors import EraserError, InvalidRequestError
 from eraserlib.objective import LossFn, TrainingObjective, trainable_parameters, unflatten
+from eraserlib.removal import check_removal, match_heldout
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.solvers import Solver, SolverOptions, get_solver
+from eraserlib.steps import StepOptions, check_steps, make_step_options, relinearised_steps
 
 
 @dataclass
@@ -66,6 +69,11 @@ def erase(
     spectrum_sample_size: int | None = None,
     progress: bool = True,
     process_group: Any = None,
+    curvature: str = "hessian",
+    steps: int = 1,
+    step_options: StepOptions | Mapping[str, Any] | None = None,
+    removal: str | None = None,
+    heldout: Sequence[Any] | None = None,
 ) -> EraseResult:
     """Estimate how the trainable parameters would change if the model were retrained after ``request``.
 
@@ -107,6 +115,21 @@ def erase(
             ``top_eigenvalue`` to skip it.
         spectrum_sample_size: Examples in the Lanczos sample (default four mini-batches).
         progress: Show progress bars (on rank 0 only).
+        curvature: The curvature C of (C + λI)x = b: ``"hessian"`` (default) or ``"gauss_newton"``
+            (G = Jᵀ H_out J, positive semi-definite; :mod:`eraserlib.curvature`). Gauss–Newton
+            needs ``loss_fn`` split into ``outputs(model, batch)`` and ``loss_of_outputs(outputs,
+            batch)`` (:class:`eraserlib.losses.OutputLoss`, e.g. :data:`eraserlib.causal_lm_loss`);
+            its "auto" damping is :func:`eraserlib.damping.gauss_newton_damping`. Not for ``datainf``.
+        steps: Re-linearised steps at most (:mod:`eraserlib.steps`): 1 (default) is the one-step
+            estimate; k > 1 continues with damped Newton steps on the corrected objective R' (the
+            training objective over the data after the request), each with a line search on R'
+            and a Levenberg–Marquardt damping. With ``removal``: uphill directions at most.
+        step_options: :class:`eraserlib.steps.StepOptions` or a dict of its fields (line search,
+            trust region, R' evaluated on a subsample, the removal mode's tolerances).
+        removal: ``None``, or ``"match_heldout"`` for an :class:`InstanceRemoval` of memorised
+            examples (:mod:`eraserlib.removal`): constrained uphill steps until the removed
+            examples' loss reaches that of ``heldout``.
+        heldout: With ``removal="match_heldout"``: examples of the same kind the model never saw.
         process_group: Who shares the work (:mod:`eraserlib.distributed`): None (default) — every
             rank of the default process group when ``torch.distributed`` is initialised (call
             erase on every rank, with the same arguments: each sums over the examples at
@@ -128,17 +151,22 @@ def erase(
         _check_request(request)
         solver = solver if isinstance(solver, Solver) else get_solver(solver, options)
         check_damping(damping)
+        check_curvature(curvature, solver, loss_fn)
+        steps, step_options = check_steps(steps), make_step_options(step_options)
+        check_removal(removal, heldout, request)
         if len(train_data) == 0:
             raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
         positions = request.locate(train_data)  # every request example must be a training example, by value
         start = time.perf_counter()
         objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
                                       collate_fn=collate_fn, seed=seed, compute_dtype=compute_dtype,
-                                      process_group=group)
-    group.agree(problem_fingerprint(objective, positions, solver=solver.name, options=solver.options, damping=damping))
+                                      process_group=group, curvature=curvature)
+    group.agree(problem_fingerprint(objective, positions, solver=solver.name, options=solver.options, damping=damping,
+                                    curvature=curvature, steps=steps, step_options=step_options, removal=removal))
     progress = progress and group.is_writer
     diagnostics: dict[str, Any] = {
         "solver": solver.name,
+        "curvature": curvature,
         "request": request.kind,
         "request_size": len(request),
         "request_indices": positions,
@@ -164,26 +192,39 @@ def erase(
             if damping != "auto":
                 lam = float(damping)
             else:
-                lam = auto_damping(spectrum, objective.weight_decay) if automatic else None
+                lam = automatic_damping(curvature, spectrum, objective.weight_decay) if automatic else None
             diagnostics["damping"] = lam
             diagnostics["damping_rule"] = "auto" if damping == "auto" else "given"
             if spectrum is not None:
                 diagnostics["spectrum"] = {"smallest": spectrum.smallest, "largest": spectrum.largest,
                                            "exact": spectrum.exact}
-            result = solver.solve(objective, b, lam, progress=progress, spectrum=spectrum)
-            x = result.solution
-            diagnostics.update(result.diagnostics())
+            extra = dict(steps=steps, options=step_options, spectrum=spectrum, progress=progress)
+            if removal is not None:  # eraserlib.removal: its own solves, on the retained data
+                x, more = match_heldout(objective, request, positions, solver, lam, heldout=heldout, **extra)
+                diagnostics.update(more)
+            else:
+                result = solver.solve(objective, b, lam, progress=progress, spectrum=spectrum)
+                x = result.solution
+                diagnostics.update(result.diagnostics())
+                if steps > 1:  # eraserlib.steps: re-linearised steps on the corrected objective
+                    x, more = relinearised_steps(objective, request, positions, solver, lam, x, b, **extra)
+                    diagnostics.update(more)
     if not torch.isfinite(x).all():
         raise EraserError(f"solver {solver.name!r} returned a non-finite update; raise the damping.")
     delta = {name: piece.detach().to(torch.float32).clone()
              for name, piece in zip(objective.names, unflatten(x.float(), objective.params))}
-    work = group.all_reduce(torch.tensor([objective.hvp_count, objective.hvp_examples, objective.gradient_count],
+    counts = objective.counts()
+    work = group.all_reduce(torch.tensor([counts["hvp_count"], counts["hvp_examples"], counts["gradient_count"],
+                                          counts["gauss_newton_count"], counts["forward_count"]],
                                          dtype=torch.float64))  # summed over the ranks
     diagnostics.update(
         hvp_count=int(work[0]),
         hvp_examples=int(work[1]),
         gradient_count=int(work[2]),
+        gauss_newton_count=int(work[3]),
+        forward_count=int(work[4]),
         world_size=group.world_size,
+        **objective.curvature_info(),
         delta_norm=float(x.norm()),
         wall_time_s=time.perf_counter() - start,
     )

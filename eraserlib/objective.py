@@ -9,6 +9,11 @@ where θ are the model's parameters with ``requires_grad=True`` (the LoRA matric
 parameter space are *flat* 1-D tensors of length p (the number of trainable scalars): the
 solvers only need dot products, norms and axpys, and one flat tensor keeps their code short.
 
+The curvature the solvers use is :meth:`TrainingObjective.data_product`: the Hessian
+(``curvature="hessian"``, the default) or the Gauss–Newton matrix (``curvature="gauss_newton"``,
+:mod:`eraserlib.curvature`: positive semi-definite, needs the loss split into outputs and loss of
+the outputs).
+
 Hessian-vector products use Pearlmutter's trick by double backward:
 Hv = ∇_θ (∇_θ ℓ(θ) · v). It costs about 2–3 gradients (measured 2.6× on a tiny Llama here,
 2.8× on LLaMA2-7B on an H100, ``../shared/PAPER.md``). The second backward needs every
@@ -29,6 +34,9 @@ from eraserlib.distributed import Selection, resolve_group
 from eraserlib.errors import DoubleBackwardUnsupportedError, NonFiniteError, NoTrainableParametersError
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+#: The curvatures ``data_product`` can use.
+CURVATURES = ("hessian", "gauss_newton")
 
 _DOUBLE_BACKWARD_HINT = (
     "The model contains an operation without a second derivative, which Hessian-vector "
@@ -127,8 +135,29 @@ def _check_finite(vector: torch.Tensor, what: str) -> torch.Tensor:
     return vector
 
 
+def once_differentiable_in_graph(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the autograd graph behind ``tensors`` holds a ``@once_differentiable`` backward (an error node).
+
+    Such an op (the backward of a fused kernel written as a custom ``autograd.Function``) does not
+    raise when one differentiates through it with ``torch.autograd.grad``: its error node hangs off
+    a detached copy, so autograd prunes it and the second derivative silently misses every path
+    through the op. Walking the graph once finds it.
+    """
+    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node).__name__ in ("Error", "DelayedError"):
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
 def hessian_vector_product(
-    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor
+    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor, check: bool = True
 ) -> torch.Tensor:
     """Hv for the Hessian H of ``loss`` with respect to ``params``, by double backward.
 
@@ -138,6 +167,8 @@ def hessian_vector_product(
         loss: A scalar that still holds its autograd graph.
         params: The parameters θ (p scalars in all).
         vector: The flat vector v, shape (p,).
+        check: Walk the gradient's graph for once-differentiable ops (:func:`once_differentiable_in_graph`);
+            a caller that multiplies by the same model again may check only the first time.
 
     Returns:
         The flat vector Hv, shape (p,), in the parameters' dtype.
@@ -146,6 +177,8 @@ def hessian_vector_product(
         DoubleBackwardUnsupportedError: if the graph has an op without a second derivative.
     """
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    if check and once_differentiable_in_graph(grads):
+        raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
     vs = unflatten(vector.to(params[0].dtype), params)
     dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad)
     if not isinstance(dot, torch.Tensor):
@@ -180,6 +213,18 @@ class TrainingObjective:
             None: the default process group if ``torch.distributed`` is initialised, else this
             process alone). Each rank sums over its share of every list of examples
             (:meth:`chunks`) and :meth:`reduce` adds the shares up.
+        curvature: What :meth:`data_product` multiplies by: "hessian" (``data_hvp``) or
+            "gauss_newton" (``data_gauss_newton``; ``loss_fn`` must offer ``outputs`` and
+            ``loss_of_outputs``, see :class:`eraserlib.losses.OutputLoss`).
+        gauss_newton_method: How the Gauss–Newton product forms J v: "auto", "double_vjp" or
+            "forward" (:class:`eraserlib.curvature.GaussNewtonProduct`).
+
+    Attributes:
+        hvp_count: Curvature products (Hessian or Gauss–Newton), one per chunk of ≤ batch_size
+            examples; ``gauss_newton_count`` counts the Gauss–Newton ones among them.
+        hvp_examples: Examples seen by those products.
+        gradient_count: Backward passes for gradients.
+        forward_count: Forward-only passes (loss evaluations, :meth:`loss_sum`).
     """
 
     def __init__(
@@ -194,7 +239,11 @@ class TrainingObjective:
         seed: int = 0,
         compute_dtype: torch.dtype | None = torch.float32,
         process_group: Any = None,
+        curvature: str = "hessian",
+        gauss_newton_method: str = "auto",
     ):
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
         if weight_decay < 0 or not math.isfinite(weight_decay):
@@ -212,11 +261,31 @@ class TrainingObjective:
         self.num_parameters = sum(p.numel() for p in self.params)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
-        self.hvp_count = 0  # double-backward passes, one per chunk of ≤ batch_size examples
+        self.hvp_count = 0  # curvature products (Hessian or Gauss–Newton), one per chunk of ≤ batch_size examples
         self.hvp_examples = 0  # examples seen by those passes
         self.gradient_count = 0
+        self.gauss_newton_count = 0
+        self.forward_count = 0
+        self._graph_checked = False  # whether an HVP has checked the graph for once-differentiable ops
+        self.curvature = curvature
+        self.gauss_newton = None
+        if curvature == "gauss_newton":
+            from eraserlib.curvature import GaussNewtonProduct  # imports this module
+
+            self.gauss_newton = GaussNewtonProduct(model, loss_fn, self.names, self.params, gauss_newton_method)
         # Vectors in parameter space: float32, or float64 when the model is float64.
         self.vector_dtype = torch.float64 if any(p.dtype == torch.float64 for p in self.params) else torch.float32
+
+    def on(self, examples: Sequence[Any]) -> TrainingObjective:
+        """The same objective (model, loss, wd, batch size, seed, dtype, ranks, curvature) over other ``examples``.
+
+        Used for the corrected objective R' over the data a request leaves; its counters start at 0.
+        """
+        method = self.gauss_newton.method if self.gauss_newton is not None else "auto"
+        return TrainingObjective(self.model, self.loss_fn, examples, weight_decay=self.weight_decay,
+                                 batch_size=self.batch_size, collate_fn=self.collate_fn, seed=self.seed,
+                                 compute_dtype=self.compute_dtype, process_group=self.group,
+                                 curvature=self.curvature, gauss_newton_method=method)
 
     # -- context -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -313,12 +382,54 @@ class TrainingObjective:
         zero = torch.zeros(self.num_parameters, dtype=self.vector_dtype, device=self.device)
         return _check_finite(self.sum_over(examples, gradient, zero), "gradient of the loss")
 
+    def loss_sum(self, examples: Sequence[Any]) -> float:
+        """Σ_{z ∈ examples} ℓ(z; θ) by forward passes only (no graph): what line searches evaluate."""
+        def value(count: int, batch: Any) -> torch.Tensor:
+            self.forward_count += 1
+            return count * self.loss(batch).detach().to(torch.float64).reshape(1)
+
+        with torch.no_grad():
+            total = float(self.sum_over(examples, value, torch.zeros(1, dtype=torch.float64, device=self.device)))
+        if not math.isfinite(total):
+            raise NonFiniteError("The loss is not finite at these parameters; the step is too long.")
+        return total
+
+    def per_example_losses(self, examples: Sequence[Any]) -> list[float]:
+        """ℓ(z; θ) for each example (forward passes of one example each, no graph)."""
+        def values() -> torch.Tensor:
+            losses = torch.zeros(len(examples), dtype=torch.float64, device=self.device)
+            for positions, batch in self.group.chunks(examples, 1, self.collate_fn):
+                loss = self.loss(batch)
+                self.forward_count += 1
+                if positions:  # an empty chunk only keeps an FSDP rank in step
+                    losses[positions[0]] = float(loss)
+            return losses
+
+        with torch.no_grad():
+            return self.reduce(values).tolist()
+
+    def loss_sum_and_gradient(self, examples: Sequence[Any]) -> tuple[float, torch.Tensor]:
+        """(Σ ℓ(z; θ), Σ ∇ℓ(z; θ)) over ``examples`` from the same passes (the loss comes free with the gradient)."""
+        def both(count: int, batch: Any) -> torch.Tensor:
+            loss = self.loss(batch)
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+            flat = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params)])
+            self.gradient_count += 1
+            # float64 for the sum, so the loss keeps its digits beside the gradient (one reduction for both)
+            return count * torch.cat([flat.to(torch.float64), loss.detach().to(torch.float64).reshape(1)])
+
+        zero = torch.zeros(self.num_parameters + 1, dtype=torch.float64, device=self.device)
+        total = self.sum_over(examples, both, zero)
+        return float(total[-1]), _check_finite(total[:-1].to(self.vector_dtype), "gradient of the loss")
+
     def data_hvp(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
         """(1/|examples|) Σ ∇²ℓ(z; θ̂) v: the data Hessian of ``examples`` times v, flat (p,)."""
         def product(count: int, batch: Any) -> torch.Tensor:
             self.hvp_count += 1
             self.hvp_examples += count
-            return count * hessian_vector_product(self.loss(batch), self.params, vector).to(self.vector_dtype)
+            hv = hessian_vector_product(self.loss(batch), self.params, vector, check=not self._graph_checked)
+            self._graph_checked = True
+            return count * hv.to(self.vector_dtype)
 
         total = self.sum_over(examples, product, torch.zeros_like(vector, dtype=self.vector_dtype))
         return _check_finite(total / len(examples), "Hessian-vector product")
@@ -329,9 +440,52 @@ class TrainingObjective:
         return self.data_hvp(examples, vector) + self.weight_decay * vector
 
     # -- the curvature the solvers use -------------------------------------------------------
+    def data_gauss_newton(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
+        """(1/|examples|) Σ J_zᵀ H_out J_z v: the data Gauss–Newton matrix of ``examples`` times v, flat (p,)."""
+        if self.gauss_newton is None:
+            from eraserlib.curvature import GaussNewtonProduct  # imports this module
+
+            self.gauss_newton = GaussNewtonProduct(self.model, self.loss_fn, self.names, self.params)
+
+        def product(count: int, batch: Any) -> torch.Tensor:
+            self.hvp_count += 1
+            self.gauss_newton_count += 1
+            self.hvp_examples += count
+            return count * self.gauss_newton(batch, vector).to(self.vector_dtype)
+
+        total = self.sum_over(examples, product, torch.zeros_like(vector, dtype=self.vector_dtype))
+        return _check_finite(total / len(examples), "Gauss–Newton product")
+
     def data_product(self, examples: Sequence[Any], vector: torch.Tensor) -> torch.Tensor:
-        """The data curvature of ``examples`` times v (flat (p,)): the Hessian (``curvature="hessian"``)."""
+        """The data curvature of ``examples`` times v (flat (p,)): the Hessian (``curvature="hessian"``) or the
+        Gauss–Newton matrix (``curvature="gauss_newton"``)."""
+        if self.curvature == "gauss_newton":
+            return self.data_gauss_newton(examples, vector)
         return self.data_hvp(examples, vector)
+
+    def add_counts(self, other: TrainingObjective) -> None:
+        """Add another objective's pass counters to this one's (work done on the data after a request)."""
+        for name in ("hvp_count", "hvp_examples", "gradient_count", "gauss_newton_count", "forward_count"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def counts(self) -> dict[str, int]:
+        """The pass counters, for diagnostics."""
+        return {"hvp_count": self.hvp_count, "hvp_examples": self.hvp_examples, "gradient_count": self.gradient_count,
+                "gauss_newton_count": self.gauss_newton_count, "forward_count": self.forward_count}
+
+    def curvature_info(self) -> dict[str, Any]:
+        """The curvature and, for Gauss–Newton, how J v was formed (and why "auto" switched, if it did)."""
+        info: dict[str, Any] = {"curvature": self.curvature}
+        if self.gauss_newton is not None:
+            info.update(gauss_newton_method=self.gauss_newton.method, gauss_newton_fallback=self.gauss_newton.fallback)
+        return info
+
+    def set_parameters(self, vector: torch.Tensor) -> None:
+        """Write the flat θ (p,) into the model's trainable parameters, in place."""
+        with torch.no_grad():
+            for p, piece in zip(self.params, unflatten(vector, self.params)):
+                p.copy_(piece.to(device=p.device, dtype=p.dtype))
+
 
     def product(self, vector: torch.Tensor, examples: Sequence[Any] | None = None) -> torch.Tensor:
         """(curvature of the objective) v = data curvature · v + wd·v, over ``examples`` (default: all n)."""

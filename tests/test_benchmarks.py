@@ -11,9 +11,13 @@ import math
 import pytest
 
 from benchmarks import (
+    curvature_cost,
     erase_vs_retrain,
     gpu_path,
     hessian_subsample,
+    lds,
+    memorised_removal,
+    recipe_stand_in,
     reporting,
     scaling,
     solver_accuracy,
@@ -125,8 +129,13 @@ def test_gpu_path_runs_tiny_on_cpu(tmp_path):
     record = _record(out)
     assert {"unit_costs", "erase", "hvp_precision", "projection", "paper_h100_reference"} <= set(record)
     units = record["unit_costs"]
-    assert all(units[k]["seconds"] > 0 for k in ("forward", "gradient", "hvp"))
+    assert all(units[k]["seconds"] > 0 for k in ("forward", "gradient", "hvp", "gauss_newton"))
+    assert units["gauss_newton_method"] in ("double_vjp", "forward")
     assert "seconds" in record["erase"], record["erase"]
+    step = record["relinearised_step"]
+    assert "seconds" in step, step
+    assert step["gradient_count"] > 0 and step["gauss_newton_count"] > 0 and step["forward_count"] > 0
+    assert len(step["corrected_objective"]) >= 1 and step["step_stop_reason"]
     assert record["hvp_precision"]["relative_difference"] == pytest.approx(0.0, abs=1e-6)  # float32 on both sides
     assert record["projection"]["instance_removal"]["erase_seconds"] > 0
 
@@ -166,3 +175,67 @@ def test_gpu_path_multi_runs_tiny_on_cpu(tmp_path):
     assert all(run[k] > 0 for k in ("hvp_global_batch_s", "full_gradient_s", "all_reduce_s"))
     assert "seconds" in run["erase"], run["erase"]
     assert run["projection"]["erase_seconds"] > 0
+def test_curvature_cost(tmp_path):
+    out = tmp_path / "curvature_cost.json"
+    curvature_cost.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    for row in record["rows"]:
+        assert all(row[f"{k}_s"] > 0 for k in ("forward", "gradient", "hvp", "gauss_newton_double_vjp",
+                                                "gauss_newton_forward"))
+        assert row["forward_mode_vs_double_vjp"] < 1e-5  # the two ways to form J v give the same G v
+        assert row["faster_gauss_newton"] in ("double_vjp", "forward")
+
+
+def test_recipe_stand_in(tmp_path):
+    out = tmp_path / "recipe_stand_in.json"
+    recipe_stand_in.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    assert {"before", "warm", "cold"} <= set(record["references"])
+    methods = {row["method"] for row in record["rows"]}
+    assert {"hessian, 1 step, auto", "gauss_newton, 1 step, auto", "gauss_newton, 2 steps, auto"} <= methods
+    for row in record["rows"]:
+        assert "error" in row or {"removed_loss_share_warm", "removed_loss_share_cold", "membership_auc",
+                                  "retained_loss"} <= set(row), row
+    assert record["spectra"]["gauss_newton"]["smallest"] > -1e-6  # positive semi-definite
+
+
+def test_memorised_removal(tmp_path):
+    out = tmp_path / "memorised_removal.json"
+    memorised_removal.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    assert [r["case"] for r in record["results"]] == ["memorised secret", "memorised facts"]
+    for result in record["results"]:
+        cold = next(r for r in result["rows"] if r["method"] == "cold retrain")
+        assert cold["removed_loss_share_cold"] == pytest.approx(1.0)
+        modes = [r for r in result["rows"] if r["method"].startswith("removal mode")]
+        assert modes and all("error" in r or r["removal_stop_reason"] for r in modes)
+
+
+def test_lds(tmp_path):
+    out = tmp_path / "lds.json"
+    lds.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    methods = {r["method"] for r in record["rows"]}
+    assert {"hessian", "gauss_newton", "datainf", "gradient_dot"} <= methods
+    assert ("ekfac" in methods) == lds.kronfluence_available()
+    assert all(-1 <= r["lds"] <= 1 for r in record["rows"])
+
+
+def test_lds_with_kronfluence(tmp_path):
+    pytest.importorskip("kronfluence", reason="benchmark-only dependency: pip install --no-deps -r "
+                                              "benchmarks/requirements-kronfluence.txt")
+    out = tmp_path / "lds.json"
+    lds.main(["--size", "tiny", "--out", str(out)])
+    ekfac = next(r for r in _record(out)["rows"] if r["method"] == "ekfac")
+    assert ekfac["tracked_modules"] == 8  # lora_A and lora_B of q_proj and v_proj in 2 layers
+    assert math.isfinite(ekfac["lds"])
+
+
+def test_lds_score_is_spearman_of_subset_sums():
+    import numpy as np
+
+    scores = np.array([[1.0, 2.0, 3.0, 4.0]])  # one test example, four training examples
+    subsets = [[0], [1, 2], [3], [0, 3]]  # predicted sums 1, 5, 4, 5
+    actual = np.array([[0.1], [0.9], [0.5], [0.8]])  # ranks 1, 4, 2, 3 against predicted 1, 3.5, 2, 3.5
+    result = lds.linear_datamodeling_score(scores, subsets, actual)
+    assert result["lds"] == pytest.approx(0.9486832980505138)

@@ -29,7 +29,7 @@ from eraserlib.solvers.base import (
 )
 from eraserlib.solvers.cg import CG, CGOptions
 from eraserlib.solvers.datainf import DataInf, DataInfOptions
-from eraserlib.solvers.exact import Exact, ExactOptions, dense_hessian
+from eraserlib.solvers.exact import Exact, ExactOptions, dense_curvature, dense_gauss_newton, dense_hessian
 from eraserlib.solvers.lissa import LiSSA, LiSSAOptions
 from eraserlib.solvers.llmeraser import LLMEraser, LLMEraserOptions
 from eraserlib.solvers.spectrum import estimate_spectrum
@@ -53,5 +53,5 @@ def get_solver(name: str, options: SolverOptions | Mapping[str, Any] | None = No
 __all__ = [
     "CG", "CGOptions", "Callback", "DataInf", "DataInfOptions", "Exact", "ExactOptions", "InvalidOptionsError",
     "LLMEraser", "LLMEraserOptions", "LiSSA", "LiSSAOptions", "SOLVERS", "Solver", "SolverOptions", "SolverResult",
-    "Spectrum", "dense_hessian", "estimate_spectrum", "get_solver", "make_options",
+    "Spectrum", "dense_curvature", "dense_gauss_newton", "dense_hessian", "estimate_spectrum", "get_solver", "make_options",
 ]

@@ -1,4 +1,9 @@
-"""The dense solve: form the p×p curvature matrix and solve in float64 (small p only). The reference."""
+"""The dense solve: form the p×p curvature matrix and solve in float64 (small p only). The reference.
+
+The matrix is the objective's curvature: the Hessian (:func:`dense_hessian`) or, for
+``curvature="gauss_newton"``, the Gauss–Newton matrix G = (1/n) Σ Jᵢᵀ H_out Jᵢ + wd·I
+(:func:`dense_gauss_newton`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from eraserlib.errors import ProblemTooLargeError
-from eraserlib.objective import TrainingObjective, double_backward_error
+from eraserlib.objective import TrainingObjective, double_backward_error, once_differentiable_in_graph
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
 #: Columns of the dense matrix computed per batched backward pass.
@@ -22,8 +27,9 @@ class ExactOptions(SolverOptions):
 
     max_parameters: int = option(5000, "refuse above this p (the matrix has p² entries and costs ~p products per "
                                        "data chunk)")
-    hessian: torch.Tensor | None = option(None, "a precomputed dense_hessian(objective) to reuse (float64, p×p, "
-                                                "weight decay included)")
+    hessian: torch.Tensor | None = option(None, "a precomputed dense curvature matrix to reuse (float64, p×p, weight "
+                                                "decay included): dense_hessian(objective), or dense_gauss_newton("
+                                                "objective) with curvature='gauss_newton'")
 
 
 def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch.Tensor:
@@ -46,8 +52,12 @@ def _partial_dense_hessian(objective: TrainingObjective, progress: bool) -> torc
     hessian = torch.zeros(p, p, dtype=torch.float64)
     bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", disable=not progress,
                leave=False)
+    first = True
     for count, batch in objective.chunks(objective.train_data):
         grads = torch.autograd.grad(objective.loss(batch), objective.params, create_graph=True, allow_unused=True)
+        if first and once_differentiable_in_graph(grads):
+            raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
+        first = False
         flat = torch.cat([(torch.zeros_like(q) if g is None else g).reshape(-1) for g, q in zip(grads, objective.params)])
         if not flat.requires_grad:
             raise double_backward_error("the gradient has no autograd graph (is the loss linear in the parameters?)")
@@ -67,8 +77,51 @@ def _partial_dense_hessian(objective: TrainingObjective, progress: bool) -> torc
     return hessian
 
 
+def dense_gauss_newton(objective: TrainingObjective, progress: bool = False) -> torch.Tensor:
+    """The p×p Gauss–Newton matrix of the training objective (weight decay included), float64, symmetrised.
+
+    G = (1/n) Σ_chunks |chunk| · J_chunkᵀ H_out J_chunk + wd·I, built :data:`COLUMN_BLOCK` columns at a time
+    (:meth:`eraserlib.curvature.GaussNewtonProduct.columns`); cost ≈ p Gauss–Newton products per data chunk.
+    """
+    from eraserlib.curvature import GaussNewtonProduct
+
+    product = objective.gauss_newton or GaussNewtonProduct(objective.model, objective.loss_fn, objective.names,
+                                                           objective.params)
+    p = objective.num_parameters
+
+    def partial() -> torch.Tensor:  # Σ over this rank's chunks; the ranks' sums are all-reduced
+        matrix = torch.zeros(p, p, dtype=torch.float64)
+        bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Gauss-Newton",
+                   disable=not progress, leave=False)
+        for count, batch in objective.chunks(objective.train_data):
+            for start in range(0, p, COLUMN_BLOCK):
+                stop = min(start + COLUMN_BLOCK, p)
+                basis = torch.zeros(stop - start, p, dtype=objective.dtype, device=objective.device)
+                basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+                matrix[start:stop] += count * product.columns(batch, basis).double().cpu()
+            objective.hvp_count += p
+            objective.gauss_newton_count += p
+            objective.hvp_examples += p * count
+            bar.update()
+        bar.close()
+        return matrix
+
+    matrix = objective.reduce(partial)
+    matrix /= objective.n
+    matrix = 0.5 * (matrix + matrix.T)
+    matrix += objective.weight_decay * torch.eye(p, dtype=torch.float64)
+    return matrix
+
+
+def dense_curvature(objective: TrainingObjective, progress: bool = False) -> torch.Tensor:
+    """The dense matrix of the objective's curvature: :func:`dense_hessian` or :func:`dense_gauss_newton`."""
+    if objective.curvature == "gauss_newton":
+        return dense_gauss_newton(objective, progress=progress)
+    return dense_hessian(objective, progress=progress)
+
+
 class Exact(Solver):
-    """Solve (H + λI)x = b with the dense matrix, in float64.
+    """Solve (C + λI)x = b with the dense curvature matrix C (Hessian or Gauss–Newton), in float64.
 
     Raises :class:`~eraserlib.ProblemTooLargeError` above ``max_parameters``.
     """
@@ -84,7 +137,7 @@ class Exact(Solver):
         p = objective.num_parameters
         if p > self.options.max_parameters:
             raise ProblemTooLargeError(
-                f"solver='exact' would form a {p}×{p} Hessian ({p * p * 8 / 2**30:.1f} GiB in float64, ~{p} HVPs per "
+                f"solver='exact' would form a {p}×{p} curvature matrix ({p * p * 8 / 2**30:.1f} GiB in float64, ~{p} HVPs per "
                 f"data chunk), above max_parameters={self.options.max_parameters}. Use solver='cg' or 'llmeraser', or "
                 "raise max_parameters if you really mean it."
             )
@@ -93,7 +146,7 @@ class Exact(Solver):
         """Form the dense matrix once (reused by :meth:`spectrum` and :meth:`solve`)."""
         if self.matrix is None:
             self._check_size(objective)
-            self.matrix = dense_hessian(objective, progress=progress)
+            self.matrix = dense_curvature(objective, progress=progress)
 
     def spectrum(self, objective: TrainingObjective, iterations: int, sample_size: int | None) -> Spectrum:
         """The exact extreme eigenvalues of the data part (weight decay removed)."""

@@ -29,10 +29,28 @@ class LogisticRegression(nn.Module):
         return self.linear(features).squeeze(-1)
 
 
-def logistic_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Mean binary cross-entropy of a batch ``(features (B, d), labels (B,))``: the ``loss_fn`` contract."""
-    features, labels = batch
-    return nn.functional.binary_cross_entropy_with_logits(model(features), labels.to(torch.float64))
+class LogisticLoss:
+    """Mean binary cross-entropy of a batch ``(features (B, d), labels (B,))``: the ``loss_fn`` contract.
+
+    Split for Gauss–Newton curvature (:class:`eraserlib.losses.OutputLoss`): the outputs are the
+    logits wᵀx + c, the loss of the outputs their binary cross-entropy. The model is linear in θ,
+    so its Gauss–Newton matrix equals its Hessian.
+    """
+
+    def outputs(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The logits, (B,)."""
+        return model(batch[0])
+
+    def loss_of_outputs(self, outputs: torch.Tensor, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Mean binary cross-entropy of the logits against the labels."""
+        return nn.functional.binary_cross_entropy_with_logits(outputs, batch[1].to(torch.float64))
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.loss_of_outputs(self.outputs(model, batch), batch)
+
+
+#: The convex problem's ``loss_fn`` (both curvatures; they coincide here).
+logistic_loss = LogisticLoss()
 
 
 @dataclass

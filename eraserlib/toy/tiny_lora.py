@@ -90,12 +90,27 @@ def make_sequences(config: TinyLoraConfig, num_examples: int | None = None, seed
     return sequences
 
 
-def language_model_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of a batch of equal-length sequences (B, T).
+class LanguageModelLoss:
+    """Mean next-token cross-entropy of a batch of equal-length sequences (B, T), split for Gauss–Newton.
 
     Every example has the same number of predicted tokens, so the mean over all tokens is the
-    mean over examples of their per-example mean: the ``loss_fn`` contract of ``erase``.
+    mean over examples of their per-example mean: the ``loss_fn`` contract of ``erase``. The
+    split (:class:`eraserlib.losses.OutputLoss`): ``outputs`` are the logits that predict tokens
+    1…T−1, ``loss_of_outputs`` their cross-entropy; ``__call__`` is the two composed.
     """
-    logits = model(input_ids=batch).logits[:, :-1]  # (B, T-1, V)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 → fp32, fp64 stays
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+    def outputs(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of positions 0…T−2, (B, T−1, V)."""
+        return model(input_ids=batch).logits[:, :-1]
+
+    def loss_of_outputs(self, outputs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of ``outputs`` against the tokens 1…T−1 of ``batch``."""
+        logits = outputs.to(torch.promote_types(outputs.dtype, torch.float32))  # bf16 → fp32, fp64 stays
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+    def __call__(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_of_outputs(self.outputs(model, batch), batch)
+
+
+#: The tiny model's ``loss_fn`` (supports curvature="hessian" and "gauss_newton").
+language_model_loss = LanguageModelLoss()
