@@ -42,8 +42,12 @@ ignored_modules=...)``). What works with torch 2.13 (measured on the CPU with gl
 ``tests/test_distributed.py``):
 
 * gradients (``torch.autograd.grad``, what b and DataInf need): exact;
-* forward-mode Jacobian products (``torch.func.jvp`` / ``torch.autograd.forward_ad``, what a
-  Gauss–Newton product J^T H_out J v needs) followed by one backward: exact;
+* forward-mode Jacobian products (``torch.autograd.forward_ad`` dual numbers through
+  ``torch.func.functional_call``, the Gauss–Newton product's forward mode): **fail** inside FSDP2's
+  own autograd Function ("A custom Function's forward is returning a view (or an input as-is) but
+  the jvp is not returning a view"), so neither way of forming J v works through a sharded base
+  (``tests/test_distributed.py::test_fsdp_gauss_newton_products`` records it); erase raises
+  :class:`~eraserlib.DoubleBackwardUnsupportedError` saying so;
 * Hessian-vector products by double backward: **fail** with FSDP's default resharding — the
   second backward reads the all-gathered weights FSDP freed after the first one ("setStorage:
   sizes [16, 16], … out of bounds for storage of size 0"); erase then raises
@@ -107,6 +111,18 @@ class RankFailedError(EraserError, RuntimeError):
 class DistributedConfigurationError(EraserError, ValueError):
     """The ranks disagree on the problem, or the model is wrapped or sharded in a way erase cannot use."""
 
+
+_FSDP_FORWARD_MODE = (
+    "Curvature products do not work through a base sharded with FSDP2's fully_shard on this torch: "
+    "Hessian-vector products and the double-vjp Gauss–Newton product need a second backward through "
+    "all-gathered weights FSDP frees after the first, and the forward-mode Gauss–Newton product fails in "
+    "FSDP's own autograd Function. Keep the base unsharded between forward and backward — "
+    "model.set_reshard_after_forward(False) and model.set_reshard_after_backward(False) — if the whole "
+    "unsharded base fits on each device, or erase on one device. Gradients (the right-hand side, DataInf, "
+    "the certificate) work. Original error: {error}"
+)
+#: How FSDP2's all-gather Function fails under forward-mode AD (torch 2.13).
+_FSDP_FORWARD_MODE_SIGNATURE = "custom Function's forward is returning a view"
 
 _FSDP_DOUBLE_BACKWARD = (
     "Hessian-vector products (double backward) do not work through a base sharded with FSDP2's fully_shard "
@@ -259,11 +275,16 @@ class Group:
 
     def _explain(self, error: Exception) -> Exception:
         """A double-backward failure under FSDP named for what it is (not fused attention)."""
-        if self.lockstep and isinstance(error, DoubleBackwardUnsupportedError):
+        if not self.lockstep:
+            return error
+        if isinstance(error, DoubleBackwardUnsupportedError):
             explained = DoubleBackwardUnsupportedError(_FSDP_DOUBLE_BACKWARD.format(error=error))
-            explained.__cause__ = error
-            return explained
-        return error
+        elif isinstance(error, RuntimeError) and _FSDP_FORWARD_MODE_SIGNATURE in str(error):
+            explained = DoubleBackwardUnsupportedError(_FSDP_FORWARD_MODE.format(error=error))
+        else:
+            return error
+        explained.__cause__ = error
+        return explained
 
     @contextlib.contextmanager
     def together(self):

@@ -7,7 +7,6 @@ run here, without a process group. Each launch runs several scenarios in one pro
 """
 
 import importlib.util
-import inspect
 import json
 import os
 import signal
@@ -19,7 +18,6 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import eraserlib
 from eraserlib.distributed import DistributedConfigurationError, Group, Selection, resolve_group
 from eraserlib.toy import convex
 
@@ -244,12 +242,18 @@ def test_a_sharded_adapter_is_refused(fsdp_run):
         assert record["error"] == "DistributedConfigurationError" and "ignored_params" in record["message"]
 
 
-def test_fsdp_gauss_newton_products(fsdp_run, lora_setup):
-    """Gauss–Newton products need first derivatives and forward-mode products only, which work through FSDP2."""
-    if "curvature" not in inspect.signature(eraserlib.erase).parameters:
-        pytest.skip("erase has no curvature= option in this checkout")
+def test_fsdp_gauss_newton_products(fsdp_run):
+    """Neither way of forming J v gets through FSDP2 on this torch: every rank says so by name, nothing is written.
+
+    The double-vjp product is a second backward (FSDP freed the all-gathered weights); the forward-mode
+    product fails in FSDP's own autograd Function. If a torch release fixes either, this test fails and the
+    documentation in eraserlib.distributed must be updated (then check the answer against one process).
+    """
     _, runs = fsdp_run
-    check_same_answer(runs["fsdp_gauss_newton"], one_process("fsdp_gauss_newton", lora_setup), tolerance=1e-5)
+    for record in runs["fsdp_gauss_newton"]:
+        assert record["error"] in ("DoubleBackwardUnsupportedError", "RankFailedError"), record
+        assert "FSDP2" in record["message"] and "set_reshard_after_forward" in record["message"], record
+        assert record["output_exists_on_return"] is False
 
 
 # -- one process: the pieces the ranks rely on ------------------------------------------------
