@@ -53,7 +53,7 @@ def test_apply_to_gives_the_data_the_request_leaves():
     (lambda d: eraserlib.InstanceRemoval([(d[0][0] + 1e-3, d[0][1])]), "InstanceRemoval example 0 is not in train_data"),
     (lambda d: eraserlib.InstanceRemoval([d[1], d[1]]), "appears 2 times"),
     (lambda d: eraserlib.ResponseCorrection([(d[0][0], 1 - d[0][1])], [d[0]]), "old example 0 is not in train_data"),
-    (lambda d: eraserlib.QueryModification([d[0], (d[1][0].float(), d[1][1])], [d[0], d[1]]),
+    (lambda d: eraserlib.QueryModification([d[0], (d[1][0].float(), d[1][1])], [d[2], d[1]]),
      "old example 1 is not in train_data"),
 ])
 def test_erase_refuses_a_request_that_is_not_in_the_data(convex, make, message):
