@@ -7,6 +7,7 @@ import torch
 
 import eraserlib
 from eraserlib.adapters import MANIFEST_NAME, directory_digest, erase_adapter, load_adapter, save_erased_adapter
+from eraserlib.matching import example_digest
 from eraserlib.toy.tiny_lora import TinyLoraConfig, build_base_model, build_model, language_model_loss, make_sequences
 from eraserlib.training import TrainConfig, train
 
@@ -48,7 +49,10 @@ def test_round_trip_and_source_untouched(source_adapter, tmp_path):
     assert not torch.allclose(original, reloaded(input_ids=batch).logits, atol=1e-6), "the erase changed nothing"
 
     manifest = json.loads((output / MANIFEST_NAME).read_text())
-    assert manifest["request"] == {"kind": "instance_removal", "size": 3}
+    assert manifest["request"] == {"kind": "instance_removal", "size": 3, "indices": [0, 1, 2],
+                                   "examples_sha256": [example_digest(z) for z in data[:3]]}
+    assert manifest["output_sha256"] == directory_digest(output, exclude=[MANIFEST_NAME])
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(manifest["output_sha256"])
     assert manifest["solver"] == "cg"
     assert manifest["source_adapter"]["sha256"] == before
     assert len(manifest["train_data_sha256"]) == 64 and manifest["num_train"] == len(data)
@@ -83,6 +87,7 @@ def test_failure_leaves_no_partial_directory(source_adapter, tmp_path, monkeypat
     model = load_adapter(_base(), source)
     result = eraserlib.erase(model, language_model_loss, data, eraserlib.InstanceRemoval(data[:1]), solver="cg",
                              damping=0.1, progress=False)
+    eraserlib.apply_delta(model, result.delta)
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
