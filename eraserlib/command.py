@@ -159,6 +159,7 @@ def execute(args: Namespace) -> dict[str, Any]:
         if said and not args.keep_anyway:
             raise CommandError(EXIT_REFUSED, f"{len(said)} warning(s) above: the erased adapter was not written "
                                              f"(pass --keep-anyway to write it; its manifest records them).")
+        result.diagnostics["warnings"] = said  # into the manifest (written only with --keep-anyway when not empty)
         eraserlib.apply_delta(model, result.delta)
         save_erased_adapter(model, target, result, source_dir=args.adapter)
     finally:
