@@ -153,8 +153,8 @@ def check_train_data(train_data: Any) -> None:
         raise InvalidRequestError(
             "train_data is a streaming datasets.IterableDataset: erase needs every training example by index. "
             "Load it as a map-style Dataset (datasets.load_dataset(..., streaming=False)).")
-    if isinstance(train_data, (str, bytes, Mapping)) or hasattr(train_data, "shape") or train_data is None \
-            or not (is_hf_dataset(train_data) or isinstance(train_data, Sequence)):
+    if not is_hf_dataset(train_data) and (isinstance(train_data, (str, bytes, Mapping)) or hasattr(train_data, "shape")
+                                          or not isinstance(train_data, Sequence)):
         raise InvalidRequestError(
             f"train_data must be the sequence of training examples (a list, or a datasets.Dataset), got "
             f"{type(train_data).__name__}. (A batched tensor: pass list(tensor) for one example per row; an iterator: "

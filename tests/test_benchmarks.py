@@ -142,3 +142,13 @@ def test_gpu_path_compares_bf16_with_float32(tmp_path):
 def test_table_formats_missing_values():
     text = reporting.format_table([{"a": 1.23456789, "b": None}, {"a": math.nan, "b": True}], ["a", "b"])
     assert "1.235" in text and "-" in text.splitlines()[2] and "yes" in text
+
+
+def test_matching_speed(tmp_path):
+    from benchmarks import matching_speed
+
+    out = tmp_path / "matching_speed.json"
+    matching_speed.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    assert {r["form"] for r in record["results"]} == {"token_rows", "tensors", "hf_dataset"}
+    assert all({"n", "index_seconds", "microseconds_per_example", "lookup_seconds"} <= set(r) for r in record["results"])
