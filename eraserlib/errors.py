@@ -69,6 +69,10 @@ class SolverRestartedWarning(EraseWarning):
     """The stochastic solver diverged and restarted with a smaller step before it converged."""
 
 
+class IndefiniteSystemWarning(EraseWarning):
+    """The spectrum estimate proves H + λI indefinite, and a stochastic solver ran on it: its answer minimises nothing."""
+
+
 class SafetyWarning(EraseWarning):
     """A safety rail fired (:mod:`eraserlib.safety`): the update may not do what the request asked."""
 

@@ -11,7 +11,8 @@ argument, the value, and the fix — a wrong argument must never end in a silent
   finite, attached to the autograd graph, depending on the trainable parameters;
 * :func:`probe_double_backward`: one Hessian-vector product on one example (the dry run's check
   that the model is twice differentiable);
-* :func:`check_curvature`: a spectrum estimate that proves H + λI indefinite;
+* :func:`check_curvature`: a spectrum estimate that proves H + λI indefinite (an error, or a
+  warning for the stochastic solvers);
 * :func:`warn_on_solver_result`: a :class:`~eraserlib.errors.NotConvergedWarning` when an
   iterative solver stopped above its tolerance.
 """
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from eraserlib.errors import (
+    IndefiniteSystemWarning,
     InvalidArgumentError,
     LossFunctionError,
     NegativeCurvatureError,
@@ -186,12 +188,18 @@ def probe_double_backward(objective: TrainingObjective, example: Any) -> None:
     hessian_vector_product(objective.loss(objective.collate_fn([example])), objective.params, vector)
 
 
+#: Solvers that run on an indefinite system without noticing (they get a warning; the others an error).
+STOCHASTIC_SOLVERS = ("llmeraser", "lissa")
+
+
 def check_curvature(spectrum: Spectrum | None, weight_decay: float, damping: float | None, solver: Any) -> None:
-    """Refuse a solve whose spectrum estimate proves H + λI indefinite (for a solver that assumes it is not).
+    """Refuse (or, for a stochastic solver, warn about) a solve whose spectrum estimate proves H + λI indefinite.
 
     Ritz values lie inside the spectrum, so λ_min(Ritz) + wd + λ < 0 is proof, not a guess: the
-    quadratic has no minimum, and a stochastic solver would return after ``max_steps`` with
-    an answer that means nothing (at damping 0 it did, without a word).
+    quadratic has no minimum, and a stochastic solver returns after ``max_steps`` with an answer
+    that means nothing (at damping 0 it did, without a word). CG and the dense solve raise;
+    llmeraser and LiSSA give an :class:`~eraserlib.errors.IndefiniteSystemWarning` and run (an
+    experiment may study exactly that regime).
 
     Raises:
         NegativeCurvatureError: naming the estimate and the damping that would lift it.
@@ -199,12 +207,16 @@ def check_curvature(spectrum: Spectrum | None, weight_decay: float, damping: flo
     if spectrum is None or damping is None or getattr(solver.options, "allow_indefinite", False):
         return
     lowest = spectrum.smallest + weight_decay + damping
-    if lowest < 0:
-        raise NegativeCurvatureError(
-            f"H + λI has negative curvature: the data Hessian's smallest eigenvalue is at most {spectrum.smallest:.3g} "
-            f"(a Ritz value), below −(wd + λ) = {-(weight_decay + damping):.3g}, so the quadratic has no minimum and "
-            f"{solver.name!r} cannot find one. Raise `damping` above {-(spectrum.smallest + weight_decay):.3g} "
-            "(damping='auto' does), or use curvature='gauss_newton'.")
+    if lowest >= 0:
+        return
+    message = (f"H + λI has negative curvature: the data Hessian's smallest eigenvalue is at most "
+               f"{spectrum.smallest:.3g} (a Ritz value), below −(wd + λ) = {-(weight_decay + damping):.3g}, so the "
+               f"quadratic has no minimum and {solver.name!r} cannot find one. Raise `damping` above "
+               f"{-(spectrum.smallest + weight_decay):.3g} (damping='auto' does), or use curvature='gauss_newton'.")
+    if solver.name in STOCHASTIC_SOLVERS:
+        warnings.warn(IndefiniteSystemWarning(message + " Its answer is not an update."), stacklevel=3)
+        return
+    raise NegativeCurvatureError(message)
 
 
 def warn_on_solver_result(result: SolverResult, solver: Any) -> None:

@@ -182,6 +182,15 @@ def _occupied(env: Env) -> Path:
     return path
 
 
+def _loud(function, **arguments):
+    """``function(**arguments)`` with eraserlib's warnings raised as errors (a case for a warning, not a silence)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", eraserlib.EraseWarning)
+        return function(**arguments)
+
+
 def _concave(m, batch):
     return -causal_lm_loss(m, batch)
 
@@ -321,8 +330,10 @@ CASES: list[tuple[str, Callable[[Env], Any], Any, str]] = [
     ("exact-too-large", lambda e: e.erase(solver="exact", options={"max_parameters": 10}), E.ProblemTooLargeError,
      "max_parameters"),
     ("cg-concave", lambda e: e.erase(loss_fn=_concave, damping=0.0), E.NegativeCurvatureError, "damping"),
-    ("llmeraser-proven-indefinite", lambda e: e.erase(solver="llmeraser", loss_fn=_concave, damping=0.0),
-     E.NegativeCurvatureError, "negative curvature.*Ritz"),
+    ("llmeraser-proven-indefinite", lambda e: _loud(e.erase, solver="llmeraser", loss_fn=_concave, damping=0.0),
+     E.IndefiniteSystemWarning, "negative curvature.*Ritz.*not an update"),
+    ("lissa-proven-indefinite", lambda e: _loud(e.erase, solver="lissa", loss_fn=_concave, damping=0.0,
+                                                options={"depth": 4}), E.IndefiniteSystemWarning, "negative curvature"),
     ("llmeraser-diverges", lambda e: e.erase(solver="llmeraser", loss_fn=_concave, damping=0.0,
                                              options={"top_eigenvalue": 1.0}), E.SolverDivergedError, "damping"),
     # -- applying and saving ----------------------------------------------------------------------
