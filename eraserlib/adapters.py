@@ -105,11 +105,32 @@ def load_adapter(base_model: nn.Module, adapter_dir: str | os.PathLike, *, train
     if isinstance(base_model, PeftModel) or hasattr(base_model, "peft_config"):
         raise AdapterError("base_model already carries a peft adapter: pass the plain base model (peft would "
                            "stack the adapter on it), e.g. peft_model.unload() or a fresh from_pretrained.")
+    flags = {name: p.requires_grad for name, p in base_model.named_parameters()}
     try:
         return PeftModel.from_pretrained(base_model, str(directory), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as error:
+        _remove_injected_layers(base_model, flags)  # peft injected the layers before the weights failed to load
         raise AdapterError(f"the adapter in {directory} does not fit this base model ({type(error).__name__}: "
                            f"{str(error)[:400]}). Pass the base model it was trained on.") from None
+
+
+def _remove_injected_layers(model: nn.Module, flags: dict[str, bool]) -> None:
+    """Put back the base layers peft wrapped, and the parameters' ``requires_grad`` flags."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer) and name:
+            parent_name, _, child = name.rpartition(".")
+            try:
+                parent = model.get_submodule(parent_name) if parent_name else model
+            except AttributeError:  # inside a layer already put back
+                continue
+            if getattr(parent, child, None) is module:
+                setattr(parent, child, module.get_base_layer())
+    if "peft_config" in vars(model):
+        del model.peft_config
+    for name, p in model.named_parameters():
+        p.requires_grad_(flags.get(name, p.requires_grad))
 
 
 def clone_adapter_model(model: nn.Module) -> nn.Module:

@@ -145,7 +145,8 @@ def erase(
         ProblemTooLargeError, InvalidOptionsError, ValueError.
 
     Warns:
-        NotConvergedWarning, SolverRestartedWarning, SafetyWarning (see :mod:`eraserlib.errors`).
+        NotConvergedWarning, SolverRestartedWarning, IndefiniteSystemWarning, SafetyWarning (see
+        :mod:`eraserlib.errors`).
     """
     _check_request(request)
     if not isinstance(solver, (str, Solver)):

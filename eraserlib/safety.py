@@ -197,8 +197,8 @@ def _fire(report: dict[str, Any], request: Any, rails: SafetyRails) -> dict[str,
             f"the update, {removed['after']:.3g} after; memorised at ≤ {rails.memorised_loss:g}): their gradients "
             "nearly vanish, so a local (influence) update cannot remove memorised examples — retraining would raise "
             "their loss to that of unseen data. Retrain without them (eraserlib.training.train on "
-            "request.apply_to(train_data)), or use the removal mode for memorised examples (README, practitioner "
-            "section).")
+            "request.apply_to(train_data)), or use the removal mode for memorised examples: erase(..., "
+            "removal='match_heldout', heldout=<examples the model never saw>).")
     retained = report.get("retained_loss")
     if retained:
         limit = max(rails.retained_rise, rails.retained_relative_rise * retained["before"])
