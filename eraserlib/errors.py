@@ -35,3 +35,51 @@ class ProblemTooLargeError(EraserError, ValueError):
 
 class AdapterError(EraserError, OSError):
     """Loading or saving an adapter would lose or overwrite something, or failed."""
+
+
+class InvalidArgumentError(EraserError, ValueError, TypeError):
+    """An argument has the wrong type or is out of range (``batch_size=2.5``, ``seed="0"``, ...).
+
+    A ``ValueError`` and a ``TypeError`` at once, so either ``except`` catches it.
+    """
+
+
+class LossFunctionError(EraserError, TypeError):
+    """``loss_fn`` returned something erase cannot differentiate: not a scalar tensor, detached from the
+    autograd graph, independent of the trainable parameters, or not finite."""
+
+
+class PrecisionError(EraserError, ValueError):
+    """Adding the update in the parameter's dtype (e.g. bfloat16) would round most of it away."""
+
+
+class EraseWarning(UserWarning):
+    """Base class of the warnings eraserlib gives: the erase ran, but its result deserves a look.
+
+    Turn them into errors with ``warnings.simplefilter("error", eraserlib.EraseWarning)``; the
+    command line (``python -m eraserlib``) exits with status 3 when one is raised.
+    """
+
+
+class NotConvergedWarning(EraseWarning):
+    """An iterative solver stopped (at its step budget) with its error estimate above its tolerance."""
+
+
+class SolverRestartedWarning(EraseWarning):
+    """The stochastic solver diverged and restarted with a smaller step before it converged."""
+
+
+class IndefiniteSystemWarning(EraseWarning):
+    """The spectrum estimate proves H + λI indefinite, and a stochastic solver ran on it: its answer minimises nothing."""
+
+
+class SafetyWarning(EraseWarning):
+    """A safety rail fired (:mod:`eraserlib.safety`): the update may not do what the request asked."""
+
+
+class NegligibleUpdateWarning(SafetyWarning):
+    """The update barely changes the model: the request's examples' loss did not move."""
+
+
+class RetainedLossWarning(SafetyWarning):
+    """The loss on the data the request leaves rose beyond the rail's threshold: the update harms the model."""

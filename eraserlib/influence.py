@@ -18,11 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from eraserlib import safety as safety_rails
+from eraserlib import validation
 from eraserlib.curvature import check_curvature
 from eraserlib.damping import automatic_damping, check_damping
 from eraserlib.distributed import problem_fingerprint, resolve_group
-from eraserlib.errors import EraserError, InvalidRequestError
+from eraserlib.errors import EraserError, InvalidArgumentError, InvalidRequestError, PrecisionError
+from eraserlib.matching import ExampleIndex, check_train_data, example_digest
 from eraserlib.objective import LossFn, TrainingObjective, trainable_parameters, unflatten
+from eraserlib.precision import MAX_ROUNDING_ERROR, describe_losses, rounding_loss, total_relative_error
 from eraserlib.removal import check_removal, match_heldout
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.solvers import Solver, SolverOptions, get_solver
@@ -36,11 +40,15 @@ class EraseResult:
     Attributes:
         delta: Parameter name → ΔΘ for that parameter (same shape; float32).
         diagnostics: Solver name, damping, product counts, wall time, residual history, ‖ΔΘ‖,
-            stop reason, and solver-specific entries (plain values, ready for JSON).
+            stop reason, the request's positions in the data, the safety rails' report
+            (``"safety"``, :mod:`eraserlib.safety`), and solver-specific entries (plain values, ready for JSON).
+        parameters_before: θ̂, the trainable parameters erase saw (name → clone), so that
+            :func:`eraserlib.adapters.save_erased_adapter` can check that the model it writes carries θ̂ + ΔΘ.
     """
 
     delta: dict[str, torch.Tensor]
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    parameters_before: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def _check_request(request: Any) -> None:
@@ -49,6 +57,14 @@ def _check_request(request: Any) -> None:
             "request must be eraserlib.InstanceRemoval, QueryModification or ResponseCorrection, "
             f"got {type(request).__name__}."
         )
+
+
+def _request_digests(request: Any, index: ExampleIndex, positions: list[int]) -> dict[str, list[str]]:
+    """SHA-256 of each request example (:func:`eraserlib.matching.example_digest`), for the manifest."""
+    digests = [index.digests[i] for i in positions]
+    if request.kind == "instance_removal":
+        return {"examples_sha256": digests}
+    return {"old_sha256": digests, "new_sha256": [example_digest(e) for e in request.new]}
 
 
 def erase(
@@ -67,13 +83,14 @@ def erase(
     compute_dtype: torch.dtype | None = torch.float32,
     spectrum_iterations: int = 20,
     spectrum_sample_size: int | None = None,
-    progress: bool = True,
-    process_group: Any = None,
+    progress: bool | None = None,
+    safety: bool | safety_rails.SafetyRails | Mapping[str, Any] = True,
     curvature: str = "hessian",
     steps: int = 1,
     step_options: StepOptions | Mapping[str, Any] | None = None,
     removal: str | None = None,
     heldout: Sequence[Any] | None = None,
+    process_group: Any = None,
 ) -> EraseResult:
     """Estimate how the trainable parameters would change if the model were retrained after ``request``.
 
@@ -88,10 +105,15 @@ def erase(
         model: The trained model; only parameters with ``requires_grad=True`` change (the LoRA
             matrices of a ``PeftModel``). Its attention must be twice differentiable
             (``attn_implementation="eager"``; SDPA is routed to its math kernel automatically).
-        loss_fn: ``loss_fn(model, batch) -> scalar``: the *mean* per-example loss over the batch,
-            as in training. It moves the batch to the model's device if needed.
+        loss_fn: ``loss_fn(model, batch) -> scalar``: the *mean per-example* loss over the batch,
+            as in training. It moves the batch to the model's device if needed. Hugging Face's
+            ``model(..., labels=...).loss`` is a mean over *tokens*, which weighs long examples
+            more; :data:`eraserlib.causal_lm_loss` (with :class:`eraserlib.CausalLMCollator`) is
+            the per-example mean (:mod:`eraserlib.losses` explains the difference).
         train_data: The n training examples as the model was trained on them (for QM/RC: with
-            the *old* versions in place; for IR: including the examples to remove).
+            the *old* versions in place; for IR: including the examples to remove): a sequence
+            or a Hugging Face ``datasets.Dataset`` (rows are dicts). Request examples are found
+            in it by value (:mod:`eraserlib.matching`).
         request: :class:`InstanceRemoval`, :class:`QueryModification` or :class:`ResponseCorrection`.
         solver: A name of :data:`eraserlib.solvers.SOLVERS` — ``"llmeraser"`` (default; the
             stochastic quadratic program), ``"cg"``, ``"lissa"``, ``"exact"`` (dense, small models
@@ -102,7 +124,11 @@ def erase(
         damping: λ ≥ 0, or ``"auto"``: :func:`eraserlib.damping.auto_damping` on the spectrum the
             solver sees (Lanczos on a sample; the dense spectrum for ``exact``; DataInf's own
             per-tensor rule for ``datainf``). Pass a number for comparisons across runs.
-        weight_decay: wd of the training objective (L2 in the loss, not decoupled AdamW).
+        weight_decay: wd of the training objective when it was an L2 term in the loss,
+            (wd/2)‖θ‖². After AdamW (decoupled decay, the Hugging Face Trainer's default) pass
+            0: AdamW's decay shrinks the weights outside the gradient, so the point it reached is
+            not a minimum of loss + (wd/2)‖θ‖² for any wd; with 0, erase takes the data loss
+            alone as the objective and the damping plays the part of the regulariser.
         collate_fn: Turns a list of examples into a batch (default ``default_collate``).
         batch_size: Examples per forward pass and per stochastic product.
         seed: Seeds every random choice (mini-batches, the Lanczos start).
@@ -114,7 +140,11 @@ def erase(
             products — more than a small solve; give ``damping`` and the solver's
             ``top_eigenvalue`` to skip it.
         spectrum_sample_size: Examples in the Lanczos sample (default four mini-batches).
-        progress: Show progress bars (on rank 0 only).
+        progress: Show progress bars: None (default) only on a terminal, True always, False never.
+        safety: The safety rails run after the solve (forward passes only, :mod:`eraserlib.safety`):
+            True (default thresholds), a :class:`~eraserlib.safety.SafetyRails` or a dict of its
+            fields, or False (off). A rail that fires gives a
+            :class:`~eraserlib.errors.SafetyWarning`; the report is ``diagnostics["safety"]``.
         curvature: The curvature C of (C + λI)x = b: ``"hessian"`` (default) or ``"gauss_newton"``
             (G = Jᵀ H_out J, positive semi-definite; :mod:`eraserlib.curvature`). Gauss–Newton
             needs ``loss_fn`` split into ``outputs(model, batch)`` and ``loss_of_outputs(outputs,
@@ -140,36 +170,52 @@ def erase(
         :class:`EraseResult` with ``delta`` (name → tensor) and ``diagnostics``.
 
     Raises:
-        InvalidRequestError, NoTrainableParametersError, NonFiniteError, SolverDivergedError,
-        NegativeCurvatureError, DoubleBackwardUnsupportedError, ProblemTooLargeError,
-        InvalidOptionsError, ValueError; on W ranks also
+        InvalidRequestError, InvalidArgumentError, LossFunctionError, NoTrainableParametersError,
+        NonFiniteError, SolverDivergedError, NegativeCurvatureError, DoubleBackwardUnsupportedError,
+        ProblemTooLargeError, InvalidOptionsError, ValueError; on W ranks also
         :class:`~eraserlib.distributed.RankFailedError` (another rank failed) and
         :class:`~eraserlib.distributed.DistributedConfigurationError` (the ranks disagree).
+
+    Warns:
+        NotConvergedWarning, SolverRestartedWarning, IndefiniteSystemWarning, SafetyWarning (see
+        :mod:`eraserlib.errors`).
     """
     group = resolve_group(process_group)
     with group.together():  # a bad argument on one rank stops every rank
         _check_request(request)
+        if not isinstance(solver, (str, Solver)):
+            raise InvalidArgumentError(f"solver must be a solver's name or a Solver, got {type(solver).__name__}.")
         solver = solver if isinstance(solver, Solver) else get_solver(solver, options)
+        validation.check_option_values(solver.options, solver.name)
         check_damping(damping)
         check_curvature(curvature, solver, loss_fn)
         steps, step_options = check_steps(steps), make_step_options(step_options)
         check_removal(removal, heldout, request)
-        if len(train_data) == 0:
-            raise InvalidRequestError("train_data is empty: erase needs the data the model was trained on.")
-        positions = request.locate(train_data)  # every request example must be a training example, by value
+        validation.check_erase_arguments(
+            model=model, loss_fn=loss_fn, weight_decay=weight_decay, batch_size=batch_size, seed=seed,
+            compute_dtype=compute_dtype, spectrum_iterations=spectrum_iterations,
+            spectrum_sample_size=spectrum_sample_size, progress=progress, collate_fn=collate_fn)
+        rails = safety_rails.rails_from(safety)
+        check_train_data(train_data)
+        index = ExampleIndex(train_data)  # one pass of hashing: the request's positions and the data's digest
+        positions = request.locate(index)  # every request example must be a training example, by value
+        validation.check_parameters_finite(model)
         start = time.perf_counter()
         objective = TrainingObjective(model, loss_fn, train_data, weight_decay=weight_decay, batch_size=batch_size,
                                       collate_fn=collate_fn, seed=seed, compute_dtype=compute_dtype,
                                       process_group=group, curvature=curvature)
     group.agree(problem_fingerprint(objective, positions, solver=solver.name, options=solver.options, damping=damping,
                                     curvature=curvature, steps=steps, step_options=step_options, removal=removal))
-    progress = progress and group.is_writer
+    if not group.is_writer:
+        progress = False  # one set of bars, on rank 0
     diagnostics: dict[str, Any] = {
         "solver": solver.name,
         "curvature": curvature,
         "request": request.kind,
         "request_size": len(request),
         "request_indices": positions,
+        "request_sha256": _request_digests(request, index, positions),
+        "train_data_sha256": index.data_digest,
         "num_train": objective.n,
         "num_parameters": objective.num_parameters,
         "weight_decay": weight_decay,
@@ -177,6 +223,8 @@ def erase(
         "seed": seed,
     }
     with objective.evaluation():
+        validation.preflight(objective, request.examples if request.kind == "instance_removal" else request.old)
+        before = safety_rails.measure_before(objective, request, positions, rails, seed) if rails else None
         b = request.right_hand_side(objective)
         diagnostics["rhs_norm"] = float(b.norm())
         if float(b.norm()) == 0.0:
@@ -193,6 +241,7 @@ def erase(
                 lam = float(damping)
             else:
                 lam = automatic_damping(curvature, spectrum, objective.weight_decay) if automatic else None
+            validation.check_curvature(spectrum, objective.weight_decay, lam, solver)
             diagnostics["damping"] = lam
             diagnostics["damping_rule"] = "auto" if damping == "auto" else "given"
             if spectrum is not None:
@@ -206,13 +255,18 @@ def erase(
                 result = solver.solve(objective, b, lam, progress=progress, spectrum=spectrum)
                 x = result.solution
                 diagnostics.update(result.diagnostics())
+                validation.warn_on_solver_result(result, solver)
                 if steps > 1:  # eraserlib.steps: re-linearised steps on the corrected objective
                     x, more = relinearised_steps(objective, request, positions, solver, lam, x, b, **extra)
                     diagnostics.update(more)
-    if not torch.isfinite(x).all():
-        raise EraserError(f"solver {solver.name!r} returned a non-finite update; raise the damping.")
+        if not torch.isfinite(x).all():
+            raise EraserError(f"solver {solver.name!r} returned a non-finite update; raise the damping.")
+        if rails:
+            diagnostics["safety"] = safety_rails.check(objective, request, before, x, rails,
+                                                       removal_mode=removal is not None)
     delta = {name: piece.detach().to(torch.float32).clone()
              for name, piece in zip(objective.names, unflatten(x.float(), objective.params))}
+    parameters_before = {name: p.detach().clone() for name, p in zip(objective.names, objective.params)}
     counts = objective.counts()
     work = group.all_reduce(torch.tensor([counts["hvp_count"], counts["hvp_examples"], counts["gradient_count"],
                                           counts["gauss_newton_count"], counts["forward_count"]],
@@ -228,16 +282,25 @@ def erase(
         delta_norm=float(x.norm()),
         wall_time_s=time.perf_counter() - start,
     )
-    return EraseResult(delta=delta, diagnostics=diagnostics)
+    return EraseResult(delta=delta, diagnostics=diagnostics, parameters_before=parameters_before)
 
 
-def apply_delta(model: nn.Module, delta: dict[str, torch.Tensor], scale: float = 1.0) -> nn.Module:
+def apply_delta(model: nn.Module, delta: dict[str, torch.Tensor], scale: float = 1.0, *,
+                upcast: bool = False) -> nn.Module:
     """Add ``scale · delta`` to the model's parameters in place.
+
+    The addition happens in each parameter's dtype. In bfloat16 (8 significant bits) most
+    entries of a small update round away; this refuses when the update actually added would
+    differ from ``delta`` by more than :data:`eraserlib.precision.MAX_ROUNDING_ERROR` of its norm,
+    and says how many entries each parameter would lose. ``upcast=True`` converts those
+    parameters to float32 first (peft's LoRA layers accept a float32 adapter on a bf16 base,
+    and ``peft.PeftModel.from_pretrained`` keeps adapters in float32 by default).
 
     Args:
         model: The model ``erase`` was computed for.
         delta: Parameter name → change (``EraseResult.delta``).
         scale: Multiplier (e.g. -1 to undo).
+        upcast: Convert parameters whose dtype would round the update away to float32.
 
     Returns:
         The same model.
@@ -245,7 +308,10 @@ def apply_delta(model: nn.Module, delta: dict[str, torch.Tensor], scale: float =
     Raises:
         KeyError: if a name in ``delta`` is not a parameter of the model.
         ValueError: if a shape differs or the delta is non-finite.
+        PrecisionError: if the parameters' precision would round the update away (nothing is changed).
     """
+    if isinstance(delta, EraseResult):
+        raise InvalidArgumentError("apply_delta takes the result's delta: apply_delta(model, result.delta).")
     parameters = dict(model.named_parameters())
     for name, change in delta.items():
         if name not in parameters:
@@ -255,6 +321,20 @@ def apply_delta(model: nn.Module, delta: dict[str, torch.Tensor], scale: float =
                              f"{tuple(parameters[name].shape)}.")
         if not torch.isfinite(change).all():
             raise ValueError(f"delta for {name!r} contains NaN or Inf; refusing to apply it.")
+    losses = [rounding_loss(name, parameters[name], scale * change) for name, change in delta.items()]
+    lossy = [loss for loss in losses if loss.relative_error > MAX_ROUNDING_ERROR]
+    if lossy and total_relative_error(losses) > MAX_ROUNDING_ERROR:
+        if not upcast:
+            share = sum(loss.rounded_away for loss in losses) / len(losses)
+            raise PrecisionError(
+                f"Adding the update in the parameters' own precision would lose {total_relative_error(losses):.0%} "
+                f"of it (in norm; {share:.0%} of the entries on average are rounded away entirely): "
+                f"{describe_losses(lossy[:3])}{' ...' if len(lossy) > 3 else ''}. Nothing was changed. Keep the "
+                "adapter in float32 (peft does by default), or pass apply_delta(..., upcast=True) to convert these "
+                "parameters to float32 first.")
+        with torch.no_grad():
+            for loss in lossy:
+                parameters[loss.name].data = parameters[loss.name].data.to(torch.float32)
     with torch.no_grad():
         for name, change in delta.items():
             target = parameters[name]

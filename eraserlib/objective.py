@@ -391,7 +391,9 @@ class TrainingObjective:
         with torch.no_grad():
             total = float(self.sum_over(examples, value, torch.zeros(1, dtype=torch.float64, device=self.device)))
         if not math.isfinite(total):
-            raise NonFiniteError("The loss is not finite at these parameters; the step is too long.")
+            raise NonFiniteError("The loss is non-finite (NaN or Inf) on these examples at these parameters: check "
+                                 "the examples and the loss (e.g. an infinite input, log(0)); inside a line search "
+                                 "or after an update, the step was too long.")
         return total
 
     def per_example_losses(self, examples: Sequence[Any]) -> list[float]:

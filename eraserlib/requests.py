@@ -30,12 +30,21 @@ from typing import Any
 import torch
 
 from eraserlib.errors import InvalidRequestError
-from eraserlib.matching import ExampleIndex
+from eraserlib.matching import ExampleIndex, example_digest, is_hf_dataset
 from eraserlib.objective import TrainingObjective
+
+
+def _as_examples(examples: Any) -> Any:
+    """A Hugging Face dataset of examples (e.g. ``train.select(indices)``) as the list of its rows; else unchanged."""
+    return list(examples) if is_hf_dataset(examples) else examples
 
 
 def _check_examples(examples: Any, what: str) -> None:
     """``examples`` must be a sequence of examples (a list or tuple), not one example that happens to be iterable."""
+    if examples is None:
+        raise InvalidRequestError(f"{what} got None instead of a sequence of training examples.")
+    if isinstance(examples, type):
+        raise InvalidRequestError(f"{what} got the class {examples.__name__}, not a sequence of training examples.")
     if isinstance(examples, (str, bytes, bytearray, Mapping)) or hasattr(examples, "shape"):
         kind = type(examples).__name__
         raise InvalidRequestError(
@@ -47,11 +56,19 @@ def _check_examples(examples: Any, what: str) -> None:
 
 
 def _index(train_data: Sequence[Any] | ExampleIndex) -> ExampleIndex:
+    """``train_data``'s :class:`ExampleIndex` (built here unless given: pass one to look up several requests)."""
     return train_data if isinstance(train_data, ExampleIndex) else ExampleIndex(train_data)
 
 
 def _check_positions(indices: Sequence[int], n: int, what: str) -> list[int]:
     """Training-data positions given by the user: integers in range, each once."""
+    if isinstance(indices, (str, bytes, Mapping)) or not hasattr(indices, "__iter__"):
+        raise InvalidRequestError(f"{what}: indices must be a sequence of integers (e.g. [3, 17]), got "
+                                  f"{type(indices).__name__}.")
+    if hasattr(indices, "tolist") and hasattr(indices, "shape"):  # a tensor or an array of indices
+        indices = indices.tolist()
+        if not isinstance(indices, list):
+            raise InvalidRequestError(f"{what}: indices must be a sequence of integers, got a 0-d tensor/array.")
     positions = []
     for i in indices:
         if isinstance(i, bool) or not isinstance(i, int) and not (hasattr(i, "__index__") and not hasattr(i, "shape")):
@@ -77,6 +94,7 @@ class InstanceRemoval:
     kind = "instance_removal"
 
     def __post_init__(self):
+        object.__setattr__(self, "examples", _as_examples(self.examples))
         _check_examples(self.examples, "InstanceRemoval")
         if len(self.examples) == 0:
             raise InvalidRequestError("InstanceRemoval got no examples: the request is empty.")
@@ -126,6 +144,8 @@ class _Substitution:
 
     def __post_init__(self):
         name = type(self).__name__
+        object.__setattr__(self, "old", _as_examples(self.old))
+        object.__setattr__(self, "new", _as_examples(self.new))
         _check_examples(self.old, f"{name} (old)")
         _check_examples(self.new, f"{name} (new)")
         if len(self.old) != len(self.new):
@@ -135,6 +155,11 @@ class _Substitution:
             )
         if len(self.old) == 0:
             raise InvalidRequestError(f"{name} got no examples: the request is empty.")
+        for i, (before, after) in enumerate(zip(self.old, self.new)):
+            if example_digest(before) == example_digest(after):
+                raise InvalidRequestError(
+                    f"{name}: new[{i}] equals old[{i}], so the request changes nothing there; drop that pair "
+                    "(or pass the corrected example as new).")
 
     def __len__(self) -> int:
         return len(self.old)

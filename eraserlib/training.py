@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from eraserlib.objective import LossFn, trainable_parameters
+from eraserlib.progress import progress_bar
 
 
 @dataclass
@@ -71,7 +71,7 @@ def train(
     train_data: Sequence[Any],
     config: TrainConfig,
     collate_fn: Callable[[list[Any]], Any] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     description: str = "train",
 ) -> dict[str, Any]:
     """Minimise (1/n) Σ ℓ + (wd/2)‖θ‖² over the parameters with ``requires_grad=True``, in place.
@@ -82,7 +82,7 @@ def train(
         train_data: The examples.
         config: Hyper-parameters.
         collate_fn: List of examples → batch (default ``default_collate``).
-        progress: Show a tqdm bar.
+        progress: Show a progress bar (None: only on a terminal, see eraserlib.progress).
         description: Label of the bar.
 
     Returns:
@@ -104,7 +104,7 @@ def train(
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=description, disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc=description, progress=progress)
     step = 0
     while step < total:
         order = torch.randperm(len(train_data), generator=generator).tolist()

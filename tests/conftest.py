@@ -36,3 +36,26 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "error")
     for line in KNOWN_LIBRARY_WARNINGS:
         config.addinivalue_line("filterwarnings", line)
+
+
+import json  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_facts(tmp_path_factory):
+    """On disk, built once: a tiny Llama base directory with its tokenizer, a LoRA adapter trained briefly on
+    made-up facts, and the facts as a JSONL training file (``eraserlib.toy.facts``). Read-only for the tests."""
+    from eraserlib.toy import facts
+
+    root = tmp_path_factory.mktemp("facts")
+    config = facts.FactsConfig()
+    rows = facts.make_facts(config)
+    facts.save_base(root / "base", rows, config)
+    facts.train_adapter(root / "base", rows, root / "adapter", config)
+    train = root / "train.jsonl"
+    train.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n" for r in rows))
+    return SimpleNamespace(root=root, base=root / "base", adapter=root / "adapter", rows=rows, train=train,
+                           config=config)

@@ -7,6 +7,7 @@ import torch
 
 import eraserlib
 from eraserlib.adapters import MANIFEST_NAME, directory_digest, erase_adapter, load_adapter, save_erased_adapter
+from eraserlib.matching import example_digest
 from eraserlib.toy.tiny_lora import TinyLoraConfig, build_base_model, build_model, language_model_loss, make_sequences
 from eraserlib.training import TrainConfig, train
 
@@ -48,7 +49,10 @@ def test_round_trip_and_source_untouched(source_adapter, tmp_path):
     assert not torch.allclose(original, reloaded(input_ids=batch).logits, atol=1e-6), "the erase changed nothing"
 
     manifest = json.loads((output / MANIFEST_NAME).read_text())
-    assert manifest["request"] == {"kind": "instance_removal", "size": 3}
+    assert manifest["request"] == {"kind": "instance_removal", "size": 3, "indices": [0, 1, 2],
+                                   "examples_sha256": [example_digest(z) for z in data[:3]]}
+    assert manifest["output_sha256"] == directory_digest(output, exclude=[MANIFEST_NAME])
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(manifest["output_sha256"])
     assert manifest["solver"] == "cg"
     assert manifest["source_adapter"]["sha256"] == before
     assert len(manifest["train_data_sha256"]) == 64 and manifest["num_train"] == len(data)
@@ -83,6 +87,7 @@ def test_failure_leaves_no_partial_directory(source_adapter, tmp_path, monkeypat
     model = load_adapter(_base(), source)
     result = eraserlib.erase(model, language_model_loss, data, eraserlib.InstanceRemoval(data[:1]), solver="cg",
                              damping=0.1, progress=False)
+    eraserlib.apply_delta(model, result.delta)
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
@@ -97,3 +102,66 @@ def test_failure_leaves_no_partial_directory(source_adapter, tmp_path, monkeypat
 def test_not_an_adapter_directory(tmp_path):
     with pytest.raises(eraserlib.AdapterError, match="adapter_config.json"):
         load_adapter(_base(), tmp_path)
+
+
+def test_the_callers_base_model_is_left_as_given(source_adapter, tmp_path):
+    """peft injects the adapter's layers into the base model; erase_adapter takes them out again."""
+    source, data = source_adapter
+    base = _base()
+    base.lm_head.weight.requires_grad_(False)  # a flag of the caller's, kept
+    modules = [(name, type(m)) for name, m in base.named_modules()]
+    flags = {name: p.requires_grad for name, p in base.named_parameters()}
+    batch = torch.stack(data[:4])
+    with torch.no_grad():
+        logits = base(input_ids=batch).logits
+    erase_adapter(base, source, tmp_path / "erased", language_model_loss, data, eraserlib.InstanceRemoval(data[:2]),
+                  solver="cg", damping=0.1, progress=False)
+    assert [(name, type(m)) for name, m in base.named_modules()] == modules
+    assert {name: p.requires_grad for name, p in base.named_parameters()} == flags
+    assert not hasattr(base, "peft_config")
+    with torch.no_grad():
+        assert torch.equal(base(input_ids=batch).logits, logits)
+    load_adapter(base, source)  # and it takes an adapter again
+
+
+def test_output_paths_tilde_umask_and_an_empty_target(source_adapter, tmp_path, monkeypatch):
+    import os
+
+    source, data = source_adapter
+    monkeypatch.setenv("HOME", str(tmp_path))
+    old = os.umask(0o027)
+    try:
+        erase_adapter(_base(), source, "~/erased", language_model_loss, data, eraserlib.InstanceRemoval(data[:1]),
+                      solver="cg", damping=0.1, progress=False)
+    finally:
+        os.umask(old)
+    output = tmp_path / "erased"
+    assert (output / MANIFEST_NAME).is_file() and not (tmp_path / "~").exists()
+    assert output.stat().st_mode & 0o777 == 0o750, "the umask's mode, not mkdtemp's 0700"
+    assert (output / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o640
+
+    empty = tmp_path / "made-by-the-user"
+    empty.mkdir()
+    inode = empty.stat().st_ino
+    erase_adapter(_base(), source, empty, language_model_loss, data, eraserlib.InstanceRemoval(data[:1]),
+                  solver="cg", damping=0.1, progress=False)
+    assert empty.stat().st_ino == inode and (empty / MANIFEST_NAME).is_file(), "written into, not replaced"
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_a_bf16_adapter_is_refused_or_upcast(source_adapter):
+    source, data = source_adapter
+    model = load_adapter(_base(), source)
+    result = eraserlib.erase(model, language_model_loss, data, eraserlib.InstanceRemoval(data[:2]), solver="cg",
+                             damping=0.1, progress=False)
+    small = {k: 1e-3 * v for k, v in result.delta.items()}  # an update small next to the weights, as they are
+    model.to(torch.bfloat16)
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    with pytest.raises(eraserlib.PrecisionError, match=r"\d+% of the entries rounded away.*upcast=True"):
+        eraserlib.apply_delta(model, small)
+    assert all(torch.equal(before[k], p) for k, p in model.named_parameters()), "nothing changed"
+    eraserlib.apply_delta(model, small, upcast=True)
+    for name, change in small.items():
+        parameter = dict(model.named_parameters())[name]
+        assert parameter.dtype == torch.float32
+        assert torch.allclose(parameter - before[name].float(), change, atol=1e-7)

@@ -24,6 +24,11 @@ from benchmarks import (
     throughput,
 )
 
+# Benchmarks run fixed step budgets on purpose (work against accuracy) at sizes where solves stop above their
+# tolerance, restart or trip a safety rail; what the solver did is in each record's diagnostics, which is what
+# these runs are for. Here only that each benchmark runs and writes its record is checked.
+pytestmark = pytest.mark.filterwarnings("ignore::eraserlib.errors.EraseWarning")
+
 COMMON_KEYS = {"benchmark", "size", "seed", "command", "machine", "load_average_after", "total_seconds"}
 
 
@@ -175,6 +180,8 @@ def test_gpu_path_multi_runs_tiny_on_cpu(tmp_path):
     assert all(run[k] > 0 for k in ("hvp_global_batch_s", "full_gradient_s", "all_reduce_s"))
     assert "seconds" in run["erase"], run["erase"]
     assert run["projection"]["erase_seconds"] > 0
+
+
 def test_curvature_cost(tmp_path):
     out = tmp_path / "curvature_cost.json"
     curvature_cost.main(["--size", "tiny", "--out", str(out)])
@@ -239,3 +246,13 @@ def test_lds_score_is_spearman_of_subset_sums():
     actual = np.array([[0.1], [0.9], [0.5], [0.8]])  # ranks 1, 4, 2, 3 against predicted 1, 3.5, 2, 3.5
     result = lds.linear_datamodeling_score(scores, subsets, actual)
     assert result["lds"] == pytest.approx(0.9486832980505138)
+
+
+def test_matching_speed(tmp_path):
+    from benchmarks import matching_speed
+
+    out = tmp_path / "matching_speed.json"
+    matching_speed.main(["--size", "tiny", "--out", str(out)])
+    record = _record(out)
+    assert {r["form"] for r in record["results"]} == {"token_rows", "tensors", "hf_dataset"}
+    assert all({"n", "index_seconds", "microseconds_per_example", "lookup_seconds"} <= set(r) for r in record["results"])

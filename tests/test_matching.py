@@ -53,7 +53,7 @@ def test_apply_to_gives_the_data_the_request_leaves():
     (lambda d: eraserlib.InstanceRemoval([(d[0][0] + 1e-3, d[0][1])]), "InstanceRemoval example 0 is not in train_data"),
     (lambda d: eraserlib.InstanceRemoval([d[1], d[1]]), "appears 2 times"),
     (lambda d: eraserlib.ResponseCorrection([(d[0][0], 1 - d[0][1])], [d[0]]), "old example 0 is not in train_data"),
-    (lambda d: eraserlib.QueryModification([d[0], (d[1][0].float(), d[1][1])], [d[0], d[1]]),
+    (lambda d: eraserlib.QueryModification([d[0], (d[1][0].float(), d[1][1])], [d[2], d[1]]),
      "old example 1 is not in train_data"),
 ])
 def test_erase_refuses_a_request_that_is_not_in_the_data(convex, make, message):
@@ -86,3 +86,37 @@ def test_requests_can_name_examples_by_index(convex):
     for bad, message in [([60], "outside"), ([1, 1], "twice"), ([1.5], "not an integer"), ([True], "not an integer")]:
         with pytest.raises(eraserlib.InvalidRequestError, match=message):
             eraserlib.InstanceRemoval.from_indices(data, bad)
+
+
+def test_lists_of_numbers_are_hashed_packed_but_still_by_type():
+    assert example_digest([1, 2]) == example_digest([1, 2])
+    assert len({example_digest(v) for v in ([1, 2], [1.0, 2.0], [True, 2], (1, 2), [1, 2, 0], [2**70, 1])}) == 6
+    assert example_digest({"input_ids": [1, 2]}) != example_digest({"input_ids": [1, 3]})
+
+
+def test_a_hugging_face_dataset_is_training_data(tiny_facts):
+    """Rows of a datasets.Dataset are dicts: matched by value as dataset[i] gives them, in either format."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eraserlib.adapters import load_adapter
+    from eraserlib.toy.facts import tokenized
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_facts.base))
+    rows = tokenized(tiny_facts.rows, tokenizer)
+    dataset = datasets.Dataset.from_list(rows)
+    for view in (dataset, dataset.with_format("torch")):
+        assert ExampleIndex(view).digests == [example_digest(view[i]) for i in range(len(view))]
+    assert eraserlib.InstanceRemoval(dataset.select([4, 1])).locate(dataset) == [4, 1]
+    assert eraserlib.InstanceRemoval([dataset[2]]).locate(rows) == [2]  # a row equals the list's dict
+
+    model = load_adapter(AutoModelForCausalLM.from_pretrained(str(tiny_facts.base), attn_implementation="eager"),
+                         tiny_facts.adapter)
+    common = dict(solver="cg", damping=0.5, batch_size=8, collate_fn=eraserlib.CausalLMCollator(0), progress=False)
+    from_dataset = eraserlib.erase(model, eraserlib.causal_lm_loss, dataset,
+                                   eraserlib.InstanceRemoval(dataset.select([4, 1])), **common)
+    from_list = eraserlib.erase(model, eraserlib.causal_lm_loss, rows, eraserlib.InstanceRemoval([rows[4], rows[1]]),
+                                **common)
+    assert from_dataset.diagnostics["request_indices"] == [4, 1]
+    assert from_dataset.diagnostics["train_data_sha256"] == from_list.diagnostics["train_data_sha256"]
+    assert all(torch.equal(from_dataset.delta[k], from_list.delta[k]) for k in from_list.delta)

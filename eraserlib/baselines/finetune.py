@@ -18,7 +18,7 @@ def finetune_on_corrected(
     new_examples: Sequence[Any],
     config: TrainConfig,
     collate_fn: Callable[[list[Any]], Any] | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Continue training the corrupted model on the corrected examples only.
 
@@ -32,7 +32,7 @@ def finetune_on_corrected(
         new_examples: The corrected versions (the request's ``new``).
         config: Hyper-parameters of this fine-tuning (usually fewer epochs than training).
         collate_fn: List of examples → batch.
-        progress: Show a tqdm bar.
+        progress: Show a progress bar (None: only on a terminal, see eraserlib.progress).
 
     Returns:
         What :func:`eraserlib.training.train` returns.

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from eraserlib.errors import InvalidRequestError
 from eraserlib.objective import LossFn, trainable_parameters
+from eraserlib.progress import progress_bar
 
 
 def gradient_ascent(
@@ -24,7 +24,7 @@ def gradient_ascent(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     seed: int = 0,
     max_grad_norm: float | None = 1.0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Gradient ascent on the examples to forget: Adam steps that *increase* their mean loss.
 
@@ -41,7 +41,7 @@ def gradient_ascent(
         collate_fn: List of examples → batch (default ``default_collate``).
         seed: Seeds the order of the examples.
         max_grad_norm: Gradient-norm clip (None: none).
-        progress: Show a tqdm bar.
+        progress: Show a progress bar (None: only on a terminal, see eraserlib.progress).
 
     Returns:
         ``{"losses": [...], "steps": int, "wall_time_s": float}`` (losses before each step).
@@ -57,7 +57,7 @@ def gradient_ascent(
     model.train()
     losses: list[float] = []
     order: list[int] = []
-    for _ in tqdm(range(steps), desc="gradient ascent", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), desc="gradient ascent", progress=progress):
         if len(order) < min(batch_size, len(forget_examples)):
             order = torch.randperm(len(forget_examples), generator=generator).tolist()
         chosen, order = order[:batch_size], order[batch_size:]

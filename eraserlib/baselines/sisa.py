@@ -34,7 +34,7 @@ class SISA:
             ``config.seed + i``, the same when it is retrained).
         collate_fn: List of examples → batch.
         seed: Seeds the random assignment of examples to shards.
-        progress: Show progress bars.
+        progress: Show progress bars (None: only on a terminal, see eraserlib.progress).
 
     Examples are found in the shards by value (:mod:`eraserlib.matching`).
     """
@@ -47,7 +47,7 @@ class SISA:
         config: TrainConfig,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         seed: int = 0,
-        progress: bool = False,
+        progress: bool | None = None,
     ):
         if num_shards < 1:
             raise ValueError(f"num_shards must be ≥ 1, got {num_shards}.")

@@ -134,7 +134,7 @@ class Solver(abc.ABC):
     def __init__(self, options: SolverOptions | Mapping[str, Any] | None = None):
         self.options = make_options(self.Options, options, self.name)
 
-    def prepare(self, objective: TrainingObjective, *, progress: bool = False) -> None:  # noqa: B027
+    def prepare(self, objective: TrainingObjective, *, progress: bool | None = None) -> None:  # noqa: B027
         """Work done once before the spectrum and the solve (the dense Hessian of ``exact``)."""
 
     def needs_spectrum(self) -> bool:
@@ -149,7 +149,7 @@ class Solver(abc.ABC):
 
     @abc.abstractmethod
     def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
-              progress: bool = False, callback: Callback | None = None,
+              progress: bool | None = None, callback: Callback | None = None,
               spectrum: Spectrum | None = None) -> SolverResult:
         """x ≈ (H + λI)⁻¹ b.
 

@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from eraserlib.errors import NegativeCurvatureError, SolverDivergedError
 from eraserlib.objective import TrainingObjective
+from eraserlib.progress import progress_bar
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 from eraserlib.solvers.spectrum import estimate_spectrum
 
@@ -39,7 +39,7 @@ class CG(Solver):
                                  sample_size=self.options.hessian_examples or sample_size)
 
     def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
-              progress: bool = False, callback: Callback | None = None,
+              progress: bool | None = None, callback: Callback | None = None,
               spectrum: Spectrum | None = None) -> SolverResult:
         o = self.options
         lam = float(damping or 0.0)
@@ -51,7 +51,7 @@ class CG(Solver):
         rr = float(residual @ residual)
         history: list[tuple[int, float]] = [(objective.hvp_count, 1.0)]
         stop = "max_iterations"
-        bar = tqdm(range(o.max_iterations), desc="cg", disable=not progress, leave=False)
+        bar = progress_bar(range(o.max_iterations), desc="cg", progress=progress)
         for iteration in bar:
             product = objective.product(direction, examples) + lam * direction
             curvature = float(direction @ product)

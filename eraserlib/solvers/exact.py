@@ -11,14 +11,17 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from eraserlib.errors import ProblemTooLargeError
+from eraserlib.errors import NegativeCurvatureError, ProblemTooLargeError
 from eraserlib.objective import TrainingObjective, double_backward_error, once_differentiable_in_graph
+from eraserlib.progress import progress_bar
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
 #: Columns of the dense matrix computed per batched backward pass.
 COLUMN_BLOCK = 256
+#: A smallest eigenvalue of H + λI at or below this share of the largest is zero in float64 (the
+#: eigenvalues' rounding error is about p·ε·λ_max ≤ 10⁻¹²·λ_max for p ≤ 5000): the system is singular.
+SINGULAR_SHARE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,11 @@ class ExactOptions(SolverOptions):
     hessian: torch.Tensor | None = option(None, "a precomputed dense curvature matrix to reuse (float64, p×p, weight "
                                                 "decay included): dense_hessian(objective), or dense_gauss_newton("
                                                 "objective) with curvature='gauss_newton'")
+    allow_indefinite: bool = option(False, "solve H + λI even when it is not positive definite (a saddle point of "
+                                           "the quadratic, not an update; for studying one)")
 
 
-def dense_hessian(objective: TrainingObjective, progress: bool = False) -> torch.Tensor:
+def dense_hessian(objective: TrainingObjective, progress: bool | None = None) -> torch.Tensor:
     """The p×p Hessian of the training objective (weight decay included), float64, symmetrised.
 
     Built column block by column block with batched double backward over all n examples;
@@ -50,8 +55,7 @@ def _partial_dense_hessian(objective: TrainingObjective, progress: bool) -> torc
     """Σ over this rank's chunks of count · ∇²ℓ(batch), float64 on the CPU (p×p)."""
     p = objective.num_parameters
     hessian = torch.zeros(p, p, dtype=torch.float64)
-    bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=math.ceil(objective.n / objective.batch_size), desc="dense Hessian", progress=progress)
     first = True
     for count, batch in objective.chunks(objective.train_data):
         grads = torch.autograd.grad(objective.loss(batch), objective.params, create_graph=True, allow_unused=True)
@@ -91,8 +95,8 @@ def dense_gauss_newton(objective: TrainingObjective, progress: bool = False) -> 
 
     def partial() -> torch.Tensor:  # Σ over this rank's chunks; the ranks' sums are all-reduced
         matrix = torch.zeros(p, p, dtype=torch.float64)
-        bar = tqdm(total=math.ceil(objective.n / objective.batch_size), desc="dense Gauss-Newton",
-                   disable=not progress, leave=False)
+        bar = progress_bar(total=math.ceil(objective.n / objective.batch_size), desc="dense Gauss-Newton",
+                           progress=progress)
         for count, batch in objective.chunks(objective.train_data):
             for start in range(0, p, COLUMN_BLOCK):
                 stop = min(start + COLUMN_BLOCK, p)
@@ -142,7 +146,7 @@ class Exact(Solver):
                 "raise max_parameters if you really mean it."
             )
 
-    def prepare(self, objective: TrainingObjective, *, progress: bool = False) -> None:
+    def prepare(self, objective: TrainingObjective, *, progress: bool | None = None) -> None:
         """Form the dense matrix once (reused by :meth:`spectrum` and :meth:`solve`)."""
         if self.matrix is None:
             self._check_size(objective)
@@ -155,13 +159,15 @@ class Exact(Solver):
         return Spectrum(float(eigenvalues[0]), float(eigenvalues[-1]), exact=True)
 
     def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
-              progress: bool = False, callback: Callback | None = None,
+              progress: bool | None = None, callback: Callback | None = None,
               spectrum: Spectrum | None = None) -> SolverResult:
         self._check_size(objective)
         self.prepare(objective, progress=progress)
         p = objective.num_parameters
         system = self.matrix + float(damping or 0.0) * torch.eye(p, dtype=torch.float64)
         eigenvalues = torch.linalg.eigvalsh(system)
+        if not self.options.allow_indefinite:
+            require_positive_definite(float(eigenvalues[0]), float(eigenvalues[-1]), float(damping or 0.0))
         rhs = b.double().cpu()
         x = torch.linalg.solve(system, rhs)
         residual = float((system @ x - rhs).norm() / rhs.norm())
@@ -170,3 +176,25 @@ class Exact(Solver):
                             details={"smallest_eigenvalue": float(eigenvalues[0]),
                                      "largest_eigenvalue": float(eigenvalues[-1]),
                                      "positive_definite": bool(eigenvalues[0] > 0)})
+
+
+def require_positive_definite(smallest: float, largest: float, damping: float) -> None:
+    """Refuse H + λI whose smallest eigenvalue is ≤ 0 (or numerically zero): its "solution" is no update.
+
+    The quadratic ½ xᵀ(H + λI)x − bᵀx has no minimum then; a direct solve still returns
+    a vector — the saddle point — dominated by the directions of near-zero curvature (at
+    damping 0 on a tiny LoRA model its norm was hundreds of times the damped answer's,
+    ``tests/test_bad_inputs.py``). CG raises the same error when it meets such a direction.
+
+    Raises:
+        NegativeCurvatureError: naming the smallest eigenvalue and a damping that would suffice.
+    """
+    if smallest > SINGULAR_SHARE * max(largest, 0.0):
+        return
+    needed = max(0.0, damping - smallest)  # the damping at which the smallest eigenvalue reaches 0
+    kind = "singular" if abs(smallest) <= SINGULAR_SHARE * max(abs(largest), 1e-30) else "not positive definite"
+    raise NegativeCurvatureError(
+        f"solver='exact': H + λI is {kind} (smallest eigenvalue {smallest:.3g}, largest {largest:.3g}, at damping "
+        f"λ = {damping:.3g}), so the quadratic has no minimum and its solve is a saddle point, not an update. Raise "
+        f"`damping` above {needed:.3g} (damping='auto' does), use curvature='gauss_newton', or pass "
+        "options={'allow_indefinite': True} to solve it anyway.")

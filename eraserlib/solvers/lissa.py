@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from eraserlib.errors import SolverDivergedError
 from eraserlib.objective import TrainingObjective
+from eraserlib.progress import progress_bar
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
 #: Terms between two entries of the residual history (and two callbacks).
@@ -43,7 +43,7 @@ class LiSSA(Solver):
         return self.options.scale is None and self.options.top_eigenvalue is None
 
     def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
-              progress: bool = False, callback: Callback | None = None,
+              progress: bool | None = None, callback: Callback | None = None,
               spectrum: Spectrum | None = None) -> SolverResult:
         o = self.options
         shift = objective.weight_decay + float(damping or 0.0)
@@ -56,7 +56,7 @@ class LiSSA(Solver):
         b_norm = float(b.norm())
         runs = []
         history: list[tuple[int, float]] = []
-        bar = tqdm(total=o.depth * o.repeats, desc="lissa", disable=not progress, leave=False)
+        bar = progress_bar(total=o.depth * o.repeats, desc="lissa", progress=progress)
         for _ in range(o.repeats):
             h = b.clone()
             g_average, decay = None, 0.95

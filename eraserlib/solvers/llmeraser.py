@@ -8,13 +8,14 @@ averaging over doubling windows and a stopping rule. See :meth:`LLMEraser.solve`
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from eraserlib.errors import SolverDivergedError
+from eraserlib.errors import SolverDivergedError, SolverRestartedWarning
 from eraserlib.objective import TrainingObjective
+from eraserlib.progress import progress_bar
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
 #: Restart with half the step when the stochastic gradient grows beyond this multiple of ‖b‖: a
@@ -30,11 +31,26 @@ class LLMEraserOptions(SolverOptions):
     top_eigenvalue: float | None = option(None, "λ_max of the data Hessian if known; sets the step 1/(λ_max + wd + λ) "
                                                 "(None: from the spectrum estimate)")
     max_steps: int = option(2048, "hard cap on steps (one mini-batch product each)")
-    tolerance: float = option(0.1, "stop when the estimated relative error falls below this")
+    tolerance: float = option(0.1, "stop when the estimated relative error falls below this (0: run all max_steps, "
+                                   "a fixed budget; erase then gives no NotConvergedWarning)")
     learning_rate: float | None = option(None, "step size η (None: 1/(λ_max + wd + λ))")
     momentum: float = option(0.5, "heavy-ball momentum β")
     first_window: int = option(16, "length of the first averaging window; windows double after it")
     max_restarts: int = option(4, "restarts with a halved step after a divergence before giving up")
+
+    def __post_init__(self):
+        from eraserlib.validation import check_option_values, require
+
+        check_option_values(self, "llmeraser")
+        require(self.max_steps >= 1, "llmeraser option max_steps must be ≥ 1", self.max_steps)
+        require(self.tolerance >= 0, "llmeraser option tolerance must be ≥ 0", self.tolerance)
+        require(self.learning_rate is None or self.learning_rate > 0, "llmeraser option learning_rate must be > 0",
+                self.learning_rate)
+        require(0 <= self.momentum < 1, "llmeraser option momentum must be in [0, 1)", self.momentum)
+        require(self.first_window >= 1, "llmeraser option first_window must be ≥ 1", self.first_window)
+        require(self.max_restarts >= 0, "llmeraser option max_restarts must be ≥ 0", self.max_restarts)
+        require(self.top_eigenvalue is None or self.top_eigenvalue > 0, "llmeraser option top_eigenvalue must be > 0",
+                self.top_eigenvalue)
 
 
 class _Diverged(Exception):
@@ -81,7 +97,7 @@ class LLMEraser(Solver):
         return self.options.top_eigenvalue is None
 
     def solve(self, objective: TrainingObjective, b: torch.Tensor, damping: float | None, *,
-              progress: bool = False, callback: Callback | None = None,
+              progress: bool | None = None, callback: Callback | None = None,
               spectrum: Spectrum | None = None) -> SolverResult:
         o = self.options
         top = o.top_eigenvalue
@@ -106,10 +122,17 @@ class LLMEraser(Solver):
                 lr /= 2  # the spectrum estimate missed the stiffest batch: retry more gently
                 continue
             result.details.update(learning_rate=lr, momentum=o.momentum, top_eigenvalue=top, restarts=restart)
+            if restart:
+                warnings.warn(SolverRestartedWarning(
+                    f"llmeraser diverged and restarted {restart} time(s), halving its step each time (now η = {lr:.3g}); "
+                    "the answer is the last run's. The step 1/λ_max was too large for some mini-batch: the spectrum "
+                    "estimate missed its curvature, or H + λI is not positive definite. Check "
+                    "diagnostics['stop_reason'] and consider a larger `damping` or an explicit `top_eigenvalue`."),
+                    stacklevel=2)
             return result
         raise AssertionError("unreachable")
 
-    def _run(self, objective: TrainingObjective, b: torch.Tensor, shift: float, lr: float, progress: bool,
+    def _run(self, objective: TrainingObjective, b: torch.Tensor, shift: float, lr: float, progress: bool | None,
              callback: Callback | None) -> SolverResult:
         """One run at a fixed step η = ``lr``; raises ``_Diverged``."""
         o = self.options
@@ -120,7 +143,7 @@ class LLMEraser(Solver):
         previous = None  # average of the last completed window
         history: list[tuple[int, float]] = []
         estimate, stop, step = math.inf, "max_steps", 0
-        bar = tqdm(range(1, o.max_steps + 1), desc="llmeraser", disable=not progress, leave=False)
+        bar = progress_bar(range(1, o.max_steps + 1), desc="llmeraser", progress=progress)
         for step in bar:
             g = objective.data_product(objective.sample_batch(), x) + shift * x - b  # ∇F on the batch, (p,)
             velocity.mul_(o.momentum).add_(g)

@@ -4,4 +4,6 @@
   optimum that the influence update must approach.
 * :mod:`eraserlib.toy.tiny_lora`: a tiny Llama with a peft LoRA adapter, small enough to form
   its Hessian densely.
+* :mod:`eraserlib.toy.facts`: made-up facts on a tiny Llama saved to disk with its tokenizer and
+  a trained LoRA adapter (what the command line and its tests run on).
 """

@@ -22,6 +22,7 @@ from eraserlab.protocol import Context, Evaluation, MethodSettings, Scenario
 from eraserlab.protocol.methods import REGISTRY
 from eraserlib.metrics import bernoulli_distributions, jensen_shannon_divergence
 from eraserlib.toy.convex import LogisticRegression, logistic_loss, make_problem
+from eraserlib.errors import NegligibleUpdateWarning
 from eraserlib.training import TrainConfig
 
 FEATURES, FRESH_SEEDS = 8, (777, 778, 779)
@@ -32,11 +33,12 @@ def collate(examples):
 
 
 def toy_scenario(changes_nothing: bool = False) -> Scenario:
-    """Response correction of 10% of 400 examples (flipped labels), or a "correction" with new == old."""
+    """Response correction of 10% of 400 examples (flipped labels), or a "correction" that changes nothing
+    that matters: the labels kept, the features moved by 1e-9 (eraserlib refuses new == old outright)."""
     data = make_problem(400, num_features=FEATURES, seed=0).examples
     chosen = sorted(torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:40].tolist())
     old = [(data[i][0], data[i][1] if changes_nothing else 1 - data[i][1]) for i in chosen]
-    new = [data[i] for i in chosen]
+    new = [(data[i][0] + 1e-9, data[i][1]) if changes_nothing else data[i] for i in chosen]
     train = list(data)
     for i, example in zip(chosen, old):
         train[i] = example
@@ -119,7 +121,8 @@ def test_corrupted_scores_one_and_fresh_retrains_score_zero_within_their_interva
 
 
 def test_a_request_that_changes_nothing_cannot_be_judged():
-    frame, outcome = run_toy(["retrain", "llmeraser", "finetune"], retrains=3, changes_nothing=True)
+    with pytest.warns(NegligibleUpdateWarning):  # the erase itself says its update is nothing
+        frame, outcome = run_toy(["retrain", "llmeraser", "finetune"], retrains=3, changes_nothing=True)
     for d in DISTANCES:
         assert frame[f"effect_low/{d}"].iloc[0] <= 0 <= frame[f"effect_high/{d}"].iloc[0], d
         assert not frame[f"effect_resolved/{d}"].any()
