@@ -323,7 +323,7 @@ def receraser(context: Context) -> MethodOutput:
     cost = {**cost_columns(combined(shards.unlearn, usage),
                            f"retrain {len(affected)} of {ensemble.num_shards} shards and the aggregator"),
             "setup_time_s": shards.setup_time_s}
-    record = {**shards.record, "shared_with": [u for u in shards.users if u != "receraser"],
+    record = {**shards.record, "shards_built_by": shards.users[0],
               "retrain_shards_time_s": shards.unlearn.wall_time_s, "aggregator_time_s": usage.wall_time_s,
               "aggregator_steps": report["steps"], "aggregator_final_loss": report["losses"][-1]}
     return MethodOutput([aggregate], cost, record={"receraser": record}, single=False)
@@ -346,7 +346,7 @@ def apa(context: Context) -> MethodOutput:
     cost = {**cost_columns(combined(shards.unlearn, usage),
                            f"retrain {len(affected)} of {ensemble.num_shards} shards and their centroids"),
             "setup_time_s": shards.setup_time_s}
-    record = {**shards.record, "shared_with": [u for u in shards.users if u != "apa"],
+    record = {**shards.record, "shards_built_by": shards.users[0],
               "retrain_shards_time_s": shards.unlearn.wall_time_s, "temperature": temperature,
               "test_weight_mean": weights.mean(0).tolist(), "test_weight_max_mean": float(weights.max(1).values.mean())}
     return MethodOutput([model], cost, record={"apa": record}, single=False)

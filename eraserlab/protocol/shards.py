@@ -7,7 +7,7 @@ new versions in place for QM/RC (:meth:`eraserlib.baselines.SISA.unlearn`). The 
 shard adapters and their retraining are therefore computed once per run
 (``context.shared["user_shards"]``) and read by both; each method's row reports the shared cost in
 full (the set-up in ``setup_time_s``, the retraining in ``time_s``), as it would cost that method
-alone, and its record says that the shards were shared.
+alone, and its record names the method that built them (``shards_built_by``).
 """
 
 from __future__ import annotations
