@@ -6,26 +6,28 @@ of its own step and what the record should keep. The protocol (:func:`eraserlab.
 runs Corrupted first, then the K retrains, then every other method, evaluates them all with the
 arm's evaluator and compares them with the retrains (:mod:`eraserlab.protocol.compare`).
 
-**Adding a baseline** (RecEraser, E2URec, APA, ...) — once, here, for both arms:
+**Adding a baseline** — once, here, for both arms (RecEraser, APA and E2URec below were added so):
 
 1. Put the algorithm itself in the library, one module in :mod:`eraserlib.baselines`, written
    for any model and ``loss_fn`` (as :func:`eraserlib.baselines.gradient_ascent`).
 2. Below, write its method and register it::
 
-       @register("receraser", kinds=(InstanceRemoval.kind,))
-       def receraser(context: Context) -> MethodOutput:
+       @register("my_baseline", kinds=(InstanceRemoval.kind,))
+       def my_baseline(context: Context) -> MethodOutput:
            model = context.from_corrupted()          # or context.fresh() for a new adapter
            with measure(context.device) as usage:    # time the method's own step only
                info = my_baseline(model, context.loss_fn, context.scenario.forget, ...,
                                   collate_fn=context.collate_fn, seed=context.seed)
            return MethodOutput([model], cost_columns(usage, "what the time covers"),
-                               record={"receraser": info})
+                               record={"my_baseline": info})
 
    ``kinds`` are the request kinds it applies to; ``only={"rec": (...)}`` narrows them for one
    arm (``only={"mllm": ()}``: not in that arm). Its hyper-parameters go in
    :class:`~eraserlab.protocol.settings.MethodSettings` (both arms' presets then carry them).
    Several models (an ensemble, as SISA's shards) are returned as a list with ``single=False``
-   (the arm's evaluator averages their answer distributions; ΔΘ columns are NaN); an update Δ
+   (the arm's evaluator averages their answer distributions; ΔΘ columns are NaN; a model that
+   aggregates per sample is one module, with ``condition(examples)`` where it needs to know
+   the samples, as APA's); an update Δ
    of Corrupted's parameters returned as ``delta=`` gets a certificate
    (:func:`eraserlib.certificate.gradient_certificate`).
 3. Nothing else: ``run_experiment`` of both arms runs it by default wherever it applies, accepts

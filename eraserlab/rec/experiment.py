@@ -10,8 +10,9 @@ protocol (:mod:`eraserlab.protocol`) runs every method: **Corrupted** (trained o
 or full training set), **K retrains** on the corrected / retained set (the first, **Retrain**,
 from the same initial adapter and data order as Corrupted; the others with seeds of their own),
 **LLMEraser** (``eraserlib.erase`` on Corrupted, applied), **gradient ascent** (IR) or
-**fine-tuning on the corrected samples** (QM/RC), **SISA**, and any baseline registered in
-:mod:`eraserlab.protocol.methods`; every model is evaluated on the same examples
+**fine-tuning on the corrected samples** (QM/RC), **SISA**, the paper's rivals **RecEraser**,
+**APA** (which share one balanced user partition and its shard adapters) and **E2URec**
+(:mod:`eraserlib.baselines`), and any baseline registered in :mod:`eraserlab.protocol.methods`; every model is evaluated on the same examples
 (:mod:`eraserlab.rec.evaluator`) and compared with the retrains. The result is a tidy frame, one
 row per method, also written (CSV, comparison CSV and JSON, atomically) to ``results_dir``.
 
@@ -34,7 +35,9 @@ Columns: ``dataset, task, ratio, seed, method``, the evaluator's metrics
   ``certificate_gradient_norm``, ``certificate_gradient_norm_after``, ``certificate_time_s``;
 * ``time_s``, ``peak_memory_mb``, ``memory_kind``, ``time_what``: the cost of the method's own
   step (for Corrupted, training it), see :mod:`eraserlab.profiling`; ``setup_time_s``: SISA's
-  initial training of all shards; ``eval_time_s``: its evaluation;
+  initial training of all shards (RecEraser, APA: the partition and the shards' first training,
+  shared by both); ``eval_time_s``: its evaluation (APA's: one merged adapter per sample);
+* ``eval_split``: ``"test"`` or ``"val"`` (the split every metric describes);
 * ``n_train, n_request, n_test, threads, device, load_1min``: sizes and the machine's state
   (timings on a shared machine are inflated by its load).
 

@@ -74,3 +74,19 @@ def test_the_validation_split_replaces_the_test_split(data_root, cache_dir, tmp_
         build_scenario("rc", data, 0.1, 0, eval_split="dev")
     frame = run(data_root, cache_dir, "rc", methods=["retrain", "apa"], eval_split="val", results_dir=tmp_path)
     assert set(frame["eval_split"]) == {"val"} and (tmp_path / "movielens-rc-0.1-seed0-val.json").is_file()
+
+
+def test_the_selection_benchmark_chooses_on_validation_and_leaves_the_preset_alone(data_root, tmp_path):
+    from benchmarks import rec_rivals_selection as selection
+
+    before = selection.SETTINGS_MODULE.read_text()
+    out = tmp_path / "selection.json"
+    result = selection.main(["--size", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    assert selection.SETTINGS_MODULE.read_text() == before  # only --size default rewrites the preset's choice
+    record = json.loads(out.read_text())
+    for name, candidates in selection.CANDIDATES.items():
+        entry = record["selection"][name]
+        assert entry["request"]["eval_split"] == "val" and entry["chosen"] in candidates
+        assert [c["value"] for c in entry["candidates"]] == candidates
+        best = max(entry["candidates"], key=lambda row: selection.score(name, row))
+        assert entry["chosen"] == best["value"] == result["chosen"][name]
