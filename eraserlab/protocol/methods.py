@@ -184,9 +184,11 @@ def unregister(name: str) -> None:
 
 
 def method_names(arm: str | None = None, kind: str | None = None) -> tuple[str, ...]:
-    """Registered methods in registration order; those that apply to ``arm`` and ``kind`` when given."""
-    return tuple(m.name for m in REGISTRY.values()
-                 if arm is None or kind is None or kind in m.kinds_for(arm))
+    """Registered methods in registration order: all; with ``arm``, those that apply to it (to ``kind``
+    when given, else to any kind)."""
+    if arm is None:
+        return tuple(REGISTRY)
+    return tuple(m.name for m in REGISTRY.values() if (kind in m.kinds_for(arm) if kind else m.kinds_for(arm)))
 
 
 def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: str | None = None) -> list[str]:

@@ -88,8 +88,8 @@ from eraserlab.rec.task import PromptEncoder, answer_loss
 #: The protocol's request kind of each task.
 REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kind,
                  "qm_replacement": QueryModification.kind, "rc": ResponseCorrection.kind}
-#: Every registered method; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
-METHODS = protocol.method_names()
+#: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
+METHODS = protocol.method_names("rec")
 
 @dataclass(frozen=True)
 class ExperimentConfig(SettingsAliases):
