@@ -90,6 +90,8 @@ REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kin
                  "qm_replacement": QueryModification.kind, "rc": ResponseCorrection.kind}
 #: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
 METHODS = protocol.method_names("rec")
+#: Methods that need the text-only prompt (not run with ``hybrid=True``).
+TEXT_ONLY_METHODS = ("receraser", "apa")
 
 @dataclass(frozen=True)
 class ExperimentConfig(SettingsAliases):
@@ -274,6 +276,12 @@ def run_experiment(
         if model_size not in PRESETS:
             raise ValueError(f"Unknown model_size {model_size!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[model_size]
+    if config.hybrid:  # the partition embeds text-only prompts, and APA merges LoRA layers only
+        if methods is None:
+            methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in TEXT_ONLY_METHODS]
+        elif set(methods) & set(TEXT_ONLY_METHODS):
+            raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
+                             "(hybrid=False): their partition embeds text prompts with the base alone.")
     methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task)
     device = resolve_device(device)
     started = time.perf_counter()

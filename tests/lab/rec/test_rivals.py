@@ -90,3 +90,11 @@ def test_the_selection_benchmark_chooses_on_validation_and_leaves_the_preset_alo
         assert [c["value"] for c in entry["candidates"]] == candidates
         best = max(entry["candidates"], key=lambda row: selection.score(name, row))
         assert entry["chosen"] == best["value"] == result["chosen"][name]
+
+
+def test_the_hybrid_prompt_refuses_the_text_partition_methods(data_root):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="text-only prompt"):
+        run_experiment("movielens", "rc", methods=["retrain", "apa"], data_dir=data_root,
+                       config=dataclasses.replace(PRESETS["tiny"], hybrid=True))
