@@ -22,7 +22,12 @@ from eraserlib.baselines import (
     group_embeddings,
 )
 from eraserlib.baselines.e2urec import masked_kl
-from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
+from eraserlib.toy.tiny_lora import (
+    TinyLoraConfig,
+    build_model,
+    language_model_loss,
+    make_sequences,
+)
 from eraserlib.training import TrainConfig
 
 TINY = TinyLoraConfig(num_examples=24, sequence_length=6)

@@ -16,8 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from eraserlib.baselines import SISA, balanced_kmeans, group_assignment, group_embeddings
 from eraserlab.profiling import Usage, measure
+from eraserlib.baselines import (
+    SISA,
+    balanced_kmeans,
+    group_assignment,
+    group_embeddings,
+)
 
 KEY = "user_shards"
 

@@ -128,9 +128,9 @@ def build_scenario(
                        test_seed)
     if not train or not test:
         raise ValueError("No training or test examples left after removing the held-out users.")
-    notes = [f"{TASKS[task][1]} (ratio {ratio:g}, seed {seed}); {len(train):,} training and {len(test):,} "
-             f"{'test' if eval_split == 'test' else 'validation'} examples of {len({e.user for e in train}):,} "
-             "task users."]
+    evaluated = "test" if eval_split == "test" else "validation"
+    notes = [(f"{TASKS[task][1]} (ratio {ratio:g}, seed {seed}); {len(train):,} training and {len(test):,} "
+              f"{evaluated} examples of {len({e.user for e in train}):,} task users.")]
     if task == "ir":
         removal = corruption.remove_examples(train, share=ratio, seed=seed)
         removed = removal.removed
