@@ -1,6 +1,7 @@
 """One colour and one label per method, the same in every figure of the book.
 
-Okabe–Ito colours (distinguishable with the common colour-vision deficiencies). Plain data,
+Okabe–Ito colours (distinguishable with the common colour-vision deficiencies), and for the
+paper's rivals three of Paul Tol's muted colours (the Okabe–Ito eight are taken). Plain data,
 no plotting import: notebooks pass ``palette=METHOD_COLORS`` and ``hue_order=METHOD_ORDER``
 to seaborn.
 """
@@ -12,6 +13,9 @@ METHOD_LABELS = {
     "gradient_ascent": "Gradient ascent",
     "finetune": "Fine-tune on corrected",
     "sisa": "SISA",
+    "receraser": "RecEraser",
+    "apa": "APA",
+    "e2urec": "E2URec",
     "cg": "CG",
     "lissa": "LiSSA",
     "datainf": "DataInf",
@@ -26,6 +30,9 @@ _COLORS = {
     "gradient_ascent": "#D55E00",
     "finetune": "#E69F00",
     "sisa": "#CC79A7",
+    "receraser": "#882255",  # wine: a sharded method, as SISA
+    "apa": "#332288",  # indigo: sharded, merged in parameter space
+    "e2urec": "#44AA99",  # teal: distillation
     "cg": "#56B4E9",
     "lissa": "#F0E442",
     "datainf": "#8C564B",

@@ -75,8 +75,8 @@ BENCHMARKS = ("spurious", "relation")
 TASKS = ("rc", "qm")
 #: The protocol's request kind of each task.
 REQUEST_KINDS = {"rc": eraserlib.ResponseCorrection.kind, "qm": eraserlib.QueryModification.kind}
-#: Every registered method; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
-METHODS = protocol.method_names()
+#: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
+METHODS = protocol.method_names("mllm")
 EVAL_SPLITS = ("test", "val")
 
 

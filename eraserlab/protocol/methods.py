@@ -6,26 +6,28 @@ of its own step and what the record should keep. The protocol (:func:`eraserlab.
 runs Corrupted first, then the K retrains, then every other method, evaluates them all with the
 arm's evaluator and compares them with the retrains (:mod:`eraserlab.protocol.compare`).
 
-**Adding a baseline** (RecEraser, E2URec, APA, ...) — once, here, for both arms:
+**Adding a baseline** — once, here, for both arms (RecEraser, APA and E2URec below were added so):
 
 1. Put the algorithm itself in the library, one module in :mod:`eraserlib.baselines`, written
    for any model and ``loss_fn`` (as :func:`eraserlib.baselines.gradient_ascent`).
 2. Below, write its method and register it::
 
-       @register("receraser", kinds=(InstanceRemoval.kind,))
-       def receraser(context: Context) -> MethodOutput:
+       @register("my_baseline", kinds=(InstanceRemoval.kind,))
+       def my_baseline(context: Context) -> MethodOutput:
            model = context.from_corrupted()          # or context.fresh() for a new adapter
            with measure(context.device) as usage:    # time the method's own step only
                info = my_baseline(model, context.loss_fn, context.scenario.forget, ...,
                                   collate_fn=context.collate_fn, seed=context.seed)
            return MethodOutput([model], cost_columns(usage, "what the time covers"),
-                               record={"receraser": info})
+                               record={"my_baseline": info})
 
    ``kinds`` are the request kinds it applies to; ``only={"rec": (...)}`` narrows them for one
    arm (``only={"mllm": ()}``: not in that arm). Its hyper-parameters go in
    :class:`~eraserlab.protocol.settings.MethodSettings` (both arms' presets then carry them).
    Several models (an ensemble, as SISA's shards) are returned as a list with ``single=False``
-   (the arm's evaluator averages their answer distributions; ΔΘ columns are NaN); an update Δ
+   (the arm's evaluator averages their answer distributions; ΔΘ columns are NaN; a model that
+   aggregates per sample is one module, with ``condition(examples)`` where it needs to know
+   the samples, as APA's); an update Δ
    of Corrupted's parameters returned as ``delta=`` gets a certificate
    (:func:`eraserlib.certificate.gradient_certificate`).
 3. Nothing else: ``run_experiment`` of both arms runs it by default wherever it applies, accepts
@@ -46,12 +48,22 @@ from torch import nn
 
 import eraserlib
 from eraserlib.adapters import clone_adapter_model
-from eraserlib.baselines import SISA, finetune_on_corrected, gradient_ascent
+from eraserlib.baselines import (
+    SISA,
+    SampleAdaptiveLoRA,
+    centred_cosine_weights,
+    e2urec,
+    finetune_on_corrected,
+    fit_aggregator,
+    gradient_ascent,
+)
+from eraserlib.matching import ExampleIndex
 from eraserlib.objective import LossFn
 from eraserlib.training import TrainConfig, train
 from eraserlab.profiling import Usage, measure
 from eraserlab.protocol.scenario import KINDS, Request, Scenario
 from eraserlab.protocol.settings import MethodSettings
+from eraserlab.protocol.shards import combined, shared_shards
 from eraserlab.records import cost_columns
 
 IR, QM, RC = KINDS
@@ -73,6 +85,13 @@ class Context:
         seed: The run's seed (a retrain's own seed when it trains one).
         progress: Show progress bars.
         corrupted: The trained Corrupted model (None while Corrupted itself is trained).
+        embed: ``embed(examples) -> (n, d)`` embeddings of examples by the frozen base (RecEraser's
+            and APA's partition, APA's attention); None where the arm gives none.
+        group_of: ``group_of(example)``: the group (user) a partition keeps together.
+        answer_logits: ``answer_logits(model, batch) -> (logits, mask)`` at the positions the loss
+            reads (E2URec's distillation).
+        shared: What the methods of one run share (the user shards of RecEraser and APA,
+            :mod:`eraserlab.protocol.shards`).
     """
 
     scenario: Scenario
@@ -86,6 +105,10 @@ class Context:
     seed: int = 0
     progress: bool = False
     corrupted: nn.Module | None = None
+    embed: Callable[[Sequence[Any]], torch.Tensor] | None = None
+    group_of: Callable[[Any], Any] | None = None
+    answer_logits: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]] | None = None
+    shared: dict = field(default_factory=dict)
 
     def fresh(self) -> nn.Module:
         """A new model with this context's seed's initial adapter."""
@@ -161,9 +184,11 @@ def unregister(name: str) -> None:
 
 
 def method_names(arm: str | None = None, kind: str | None = None) -> tuple[str, ...]:
-    """Registered methods in registration order; those that apply to ``arm`` and ``kind`` when given."""
-    return tuple(m.name for m in REGISTRY.values()
-                 if arm is None or kind is None or kind in m.kinds_for(arm))
+    """Registered methods in registration order: all; with ``arm``, those that apply to it (to ``kind``
+    when given, else to any kind)."""
+    if arm is None:
+        return tuple(REGISTRY)
+    return tuple(m.name for m in REGISTRY.values() if (kind in m.kinds_for(arm) if kind else m.kinds_for(arm)))
 
 
 def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: str | None = None) -> list[str]:
@@ -281,3 +306,80 @@ def timed_sisa(ensemble: SISA, train_data: Sequence[Any], request: Request,
         info = ensemble.unlearn(request)
     return usage, {**info, "shards": ensemble.num_shards, "fit_time_s": setup.wall_time_s,
                    "train_count": list(ensemble.train_count)}
+
+
+# The paper's rivals (LLMEraser's Table 2 and APA), each for the recommendation arm only: their
+# partitions and teachers read what that arm gives (Context.embed, group_of, answer_logits). What
+# each differs from its paper is in its eraserlib.baselines module's docstring.
+@register("receraser", only={"mllm": ()})
+def receraser(context: Context) -> MethodOutput:
+    """RecEraser: the shared user shards retrained where the request falls, then its attention aggregator."""
+    settings, shards = context.settings, shared_shards(context, "receraser")
+    ensemble = shards.ensemble
+    config = dataclasses.replace(context.train_config, epochs=settings.receraser_epochs, lr=settings.receraser_lr,
+                                 warmup_steps=0)
+    with measure(context.device) as usage:
+        aggregate, report = fit_aggregator(ensemble.models, context.loss_fn, [e for s in ensemble.shards for e in s],
+                                           config, attention_size=settings.receraser_attention_size,
+                                           collate_fn=context.collate_fn, seed=context.seed,
+                                           progress=context.progress)
+    affected = shards.record["affected_shards"]
+    cost = {**cost_columns(combined(shards.unlearn, usage),
+                           f"retrain {len(affected)} of {ensemble.num_shards} shards and the aggregator"),
+            "setup_time_s": shards.setup_time_s}
+    record = {**shards.record, "shards_built_by": shards.users[0],
+              "retrain_shards_time_s": shards.unlearn.wall_time_s, "aggregator_time_s": usage.wall_time_s,
+              "aggregator_steps": report["steps"], "aggregator_final_loss": report["losses"][-1]}
+    return MethodOutput([aggregate], cost, record={"receraser": record}, single=False)
+
+
+@register("apa", only={"mllm": ()})
+def apa(context: Context) -> MethodOutput:
+    """APA: the shared user shards retrained where the request falls, merged per test sample by similarity."""
+    settings, shards = context.settings, shared_shards(context, "apa")
+    ensemble = shards.ensemble
+    with measure(context.device) as usage:
+        held = [shard for shard in ensemble.shards if shard]  # the shards that still have an adapter
+        centre = context.embed([e for shard in held for e in shard]).mean(0)
+        centroids = torch.stack([context.embed(shard).mean(0) for shard in held])
+        temperature = settings.apa_temperature
+        model = SampleAdaptiveLoRA(ensemble.models, lambda examples: centred_cosine_weights(
+            context.embed(examples), centroids, centre, temperature))
+    weights = model.condition(context.scenario.test)
+    affected = shards.record["affected_shards"]
+    cost = {**cost_columns(combined(shards.unlearn, usage),
+                           f"retrain {len(affected)} of {ensemble.num_shards} shards and their centroids"),
+            "setup_time_s": shards.setup_time_s}
+    record = {**shards.record, "shards_built_by": shards.users[0],
+              "retrain_shards_time_s": shards.unlearn.wall_time_s, "temperature": temperature,
+              "test_weight_mean": weights.mean(0).tolist(), "test_weight_max_mean": float(weights.max(1).values.mean())}
+    return MethodOutput([model], cost, record={"apa": record}, single=False)
+
+
+@register("e2urec", only={"mllm": ()})
+def e2urec_method(context: Context) -> MethodOutput:
+    """E2URec: a copy of Corrupted's adapter distilled from a forgetting and a remembering teacher."""
+    if context.answer_logits is None:
+        raise ValueError("E2URec distils logits: the arm's Context must give answer_logits(model, batch).")
+    settings, scenario, config = context.settings, context.scenario, context.train_config
+    if scenario.kind == IR:
+        retain, learn = list(scenario.retrain_data), []
+    else:  # QM/RC: remember the untouched examples, learn the corrected ones (eraserlib.baselines.e2urec)
+        corrected = set(ExampleIndex(scenario.retrain_data).locate(scenario.corrected, "corrected example"))
+        retain = [e for i, e in enumerate(scenario.retrain_data) if i not in corrected]
+        learn = list(scenario.corrected)
+    augmented, model = context.from_corrupted(), context.from_corrupted()
+    augment = dataclasses.replace(config, epochs=settings.e2urec_augment_epochs, warmup_steps=0)
+    with measure(context.device) as usage:
+        train(augmented, context.loss_fn, scenario.forget, augment, collate_fn=context.collate_fn,
+              progress=context.progress, description="E2URec augmented model")
+        report = e2urec(model, context.corrupted, augmented, context.loss_fn, context.answer_logits,
+                        scenario.forget, retain, learn=learn, epochs=settings.e2urec_epochs,
+                        forget_epochs=settings.e2urec_forget_epochs, lr=settings.e2urec_lr,
+                        batch_size=config.batch_size, weight=settings.e2urec_weight, alpha=settings.e2urec_alpha,
+                        max_grad_norm=config.max_grad_norm, collate_fn=context.collate_fn, seed=context.seed,
+                        progress=context.progress)
+    record = {"steps": report["steps"], "final_forget_kl": report["forget_kl"][-1],
+              "final_retain_kl": report["retain_kl"][-1], "retained": len(retain), "learnt": len(learn)}
+    return MethodOutput([model], cost_columns(usage, "fine-tune the augmented model and distil from both teachers"),
+                        record={"e2urec": record})

@@ -29,6 +29,23 @@ class MethodSettings:
         gradient_ascent_clip: Its gradient-norm clip (None: none); 1.0 in both arms, as training.
         finetune_epochs: Epochs of fine-tuning on the corrected examples.
         finetune_lr: Its learning rate (no warm-up: it continues a trained adapter).
+        partition_iterations: Rounds of RecEraser's balanced k-means (the user partition that
+            RecEraser and APA share; k = ``sisa_shards``).
+        receraser_epochs: Epochs of RecEraser's attention aggregator (shards frozen).
+        receraser_lr: Its Adam learning rate.
+        receraser_attention_size: Width of its attention layer.
+        apa_temperature: τ of APA's attention, softmax(cos / τ) over the shard adapters.
+        e2urec_epochs: E2URec's epochs with both teachers (steps of one forget and one retained
+            batch), after ``e2urec_forget_epochs`` epochs of the forgetting term alone.
+        e2urec_forget_epochs: Its first epochs on the forget data alone (the authors' code: 1).
+        e2urec_lr: Its Adam learning rate.
+        e2urec_weight: w, the weight of the remembering terms (1 − w on the forgetting term).
+        e2urec_alpha: α of the forgetting teacher z_orig − α·ReLU(z_aug − z_orig).
+        e2urec_augment_epochs: Epochs of fine-tuning Corrupted on the forget data (the
+            augmented model), at the training learning rate.
+        selection: How settings were chosen (setting → candidates, validation measurements,
+            the choice and the rule), kept with the config in every record; filled by the
+            presets from their selection records.
         retrain_seeds: K, the retrains on the data the request leaves, each with its own
             adapter initialisation and data order; the first is the run seed's (Retrain).
         bootstrap_resamples: Resamples of the evaluated examples for the intervals.
@@ -46,6 +63,18 @@ class MethodSettings:
     gradient_ascent_clip: float | None = 1.0
     finetune_epochs: int = 1
     finetune_lr: float = 2e-3
+    partition_iterations: int = 10
+    receraser_epochs: int = 1
+    receraser_lr: float = 2e-3
+    receraser_attention_size: int = 32
+    apa_temperature: float = 0.1
+    e2urec_epochs: int = 2
+    e2urec_forget_epochs: int = 1
+    e2urec_lr: float = 2e-3
+    e2urec_weight: float = 0.5
+    e2urec_alpha: float = 1.0
+    e2urec_augment_epochs: int = 1
+    selection: dict = field(default_factory=dict)
     retrain_seeds: int = 3
     bootstrap_resamples: int = 1000
     confidence: float = 0.95

@@ -14,6 +14,10 @@ P(yes) for the binary task). All run without gradients, in eval mode, in batches
 * :func:`yes_probabilities`: P(" Yes") / (P(" Yes") + P(" No")) at the answer position, the
   score AUC ranks.
 * :func:`losses`: the training loss of each example (did the model forget it?).
+
+A model whose answer depends on which sample it answers beyond its tokens (APA's per-sample
+merged adapter, :class:`eraserlib.baselines.SampleAdaptiveLoRA`) has a ``condition(examples)``
+method; every function here calls it with each batch's examples before running that batch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from eraserlab.rec.task import PromptEncoder, example_losses, left_pad, model_de
 def _chunks(items: Sequence, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _condition(models: Sequence[nn.Module], examples: Sequence) -> None:
+    """Tell sample-conditioned models (``condition(examples)``) which examples the next batch holds."""
+    for m in models:
+        condition = getattr(m, "condition", None)
+        if condition is not None:
+            condition(examples)
 
 
 def _prompt_batch(encoder: PromptEncoder, examples: Sequence, device: torch.device):
@@ -69,6 +81,7 @@ def greedy_answers(
         m.eval()
     answers: list[str] = []
     for chunk in tqdm(list(_chunks(examples, batch_size)), desc="generate", disable=not progress, leave=False):
+        _condition(models, chunk)
         ids, mask, positions = _prompt_batch(encoder, chunk, device)
         caches, probabilities = [], 0.0
         for m in models:
@@ -127,6 +140,7 @@ def candidate_log_likelihoods(
     result = np.zeros((len(models), len(examples), len(examples[0].candidates)))
     row = 0
     for chunk in tqdm(list(_chunks(examples, batch_size)), desc="score candidates", disable=not progress, leave=False):
+        _condition(models, chunk)
         ids, mask, positions = _prompt_batch(encoder, chunk, device)
         counts = {len(e.candidates) for e in chunk}
         if len(counts) != 1:
@@ -180,6 +194,7 @@ def yes_probabilities(
     scores = np.zeros(len(examples))
     row = 0
     for chunk in tqdm(list(_chunks(examples, batch_size)), desc="P(yes)", disable=not progress, leave=False):
+        _condition(models, chunk)
         ids, mask, positions = _prompt_batch(encoder, chunk, device)
         total = torch.zeros(len(chunk), device=device)
         for m in models:
@@ -203,6 +218,9 @@ def losses(
     result = np.zeros(len(examples))
     for m in models:
         m.eval()
-        values = [example_losses(m, encoder(chunk)).double().cpu().numpy() for chunk in _chunks(examples, batch_size)]
+        values = []
+        for chunk in _chunks(examples, batch_size):
+            _condition([m], chunk)
+            values.append(example_losses(m, encoder(chunk)).double().cpu().numpy())
         result += np.concatenate(values)
     return result / len(models)

@@ -13,6 +13,9 @@
   test and of the removed examples (``corrected`` = the removed examples, as in the scenario).
 
 With several models (SISA's shards) every output is their mean (:mod:`eraserlab.rec.evaluate`).
+RecEraser's and APA's ensembles are one model each, aggregating inside: RecEraser's attention
+over the shards' hidden states, APA's adapter merged per sample (``condition(examples)``, which
+:mod:`eraserlab.rec.evaluate` calls before every batch).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ protocol (:mod:`eraserlab.protocol`) runs every method: **Corrupted** (trained o
 or full training set), **K retrains** on the corrected / retained set (the first, **Retrain**,
 from the same initial adapter and data order as Corrupted; the others with seeds of their own),
 **LLMEraser** (``eraserlib.erase`` on Corrupted, applied), **gradient ascent** (IR) or
-**fine-tuning on the corrected samples** (QM/RC), **SISA**, and any baseline registered in
-:mod:`eraserlab.protocol.methods`; every model is evaluated on the same examples
+**fine-tuning on the corrected samples** (QM/RC), **SISA**, the paper's rivals **RecEraser**,
+**APA** (which share one balanced user partition and its shard adapters) and **E2URec**
+(:mod:`eraserlib.baselines`), and any baseline registered in :mod:`eraserlab.protocol.methods`; every model is evaluated on the same examples
 (:mod:`eraserlab.rec.evaluator`) and compared with the retrains. The result is a tidy frame, one
 row per method, also written (CSV, comparison CSV and JSON, atomically) to ``results_dir``.
 
@@ -34,7 +35,9 @@ Columns: ``dataset, task, ratio, seed, method``, the evaluator's metrics
   ``certificate_gradient_norm``, ``certificate_gradient_norm_after``, ``certificate_time_s``;
 * ``time_s``, ``peak_memory_mb``, ``memory_kind``, ``time_what``: the cost of the method's own
   step (for Corrupted, training it), see :mod:`eraserlab.profiling`; ``setup_time_s``: SISA's
-  initial training of all shards; ``eval_time_s``: its evaluation;
+  initial training of all shards (RecEraser, APA: the partition and the shards' first training,
+  shared by both); ``eval_time_s``: its evaluation (APA's: one merged adapter per sample);
+* ``eval_split``: ``"test"`` or ``"val"`` (the split every metric describes);
 * ``n_train, n_request, n_test, threads, device, load_1min``: sizes and the machine's state
   (timings on a shared machine are inflated by its load).
 
@@ -77,14 +80,18 @@ from eraserlab.rec.sasrec import (
     sasrec_item_embeddings,
     training_sequences,
 )
-from eraserlab.rec.scenarios import build_scenario, task_family
+from eraserlab.rec.rival_settings import RIVALS_SMALL
+from eraserlab.rec.rivals import PromptEmbedder, answer_logits, user_of
+from eraserlab.rec.scenarios import EVAL_SPLITS, build_scenario, task_family
 from eraserlab.rec.task import PromptEncoder, answer_loss
 
 #: The protocol's request kind of each task.
 REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kind,
                  "qm_replacement": QueryModification.kind, "rc": ResponseCorrection.kind}
-#: Every registered method; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
-METHODS = protocol.method_names()
+#: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
+METHODS = protocol.method_names("rec")
+#: Methods that need the text-only prompt (not run with ``hybrid=True``).
+TEXT_ONLY_METHODS = ("receraser", "apa")
 
 @dataclass(frozen=True)
 class ExperimentConfig(SettingsAliases):
@@ -124,7 +131,8 @@ class ExperimentConfig(SettingsAliases):
     max_train_users: int | None = None
     max_test: int | None = 500
     settings: MethodSettings = field(default_factory=lambda: MethodSettings(
-        erase_damping=0.2, erase_options={"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24}))
+        erase_damping=0.2, erase_options={"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24},
+        **RIVALS_SMALL["settings"], selection=RIVALS_SMALL["selection"]))
     eval_batch_size: int = 32
     base_seed: int = 0
     data_seed: int = 0
@@ -169,6 +177,10 @@ class ExperimentConfig(SettingsAliases):
 #:   0.09 / 0.09. The projector (LLaRA's two layers, 6.3k parameters here) joins the erased
 #:   parameters and is far from a minimum after 8 epochs. Rerun with
 #:   ``run_experiment("movielens", "rc", config=dataclasses.replace(PRESETS["small"], hybrid=True))``.
+#: * RecEraser's, APA's and E2URec's settings: chosen on the validation split
+#:   (``eval_split="val"``) by ``benchmarks/rec_rivals_selection.py``, which writes the choice
+#:   and its evidence to :mod:`eraserlab.rec.rival_settings` (``settings.selection`` in every
+#:   record).
 PRESETS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     "tiny": ExperimentConfig(
@@ -217,6 +229,7 @@ def run_experiment(
     retrains: int | None = None,
     request_seed: int | None = None,
     retrain_pool: protocol.RetrainPool | None = None,
+    eval_split: str = "test",
 ) -> pd.DataFrame:
     """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
@@ -244,10 +257,15 @@ def run_experiment(
             training varies and can share their retrains (``retrain_pool``).
         retrain_pool: Retrains shared by the run seeds of one request (see
             :class:`eraserlab.protocol.RetrainPool`).
+        eval_split: ``"test"``, or ``"val"`` to choose settings without looking at the test split:
+            every metric is then measured on the task users' validation examples (the columns
+            keep their names; ``eval_split`` says which split they describe; files get ``-val``).
 
     Returns:
         The tidy results frame, one row per method.
     """
+    if eval_split not in EVAL_SPLITS:
+        raise ValueError(f"Unknown eval_split {eval_split!r}; one of {tuple(EVAL_SPLITS)}.")
     if dataset not in DATASET_TASKS:
         raise ValueError(f"Unknown dataset {dataset!r}; one of {sorted(DATASET_TASKS)}.")
     family = task_family(task)
@@ -258,6 +276,12 @@ def run_experiment(
         if model_size not in PRESETS:
             raise ValueError(f"Unknown model_size {model_size!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[model_size]
+    if config.hybrid:  # the partition embeds text-only prompts, and APA merges LoRA layers only
+        if methods is None:
+            methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in TEXT_ONLY_METHODS]
+        elif set(methods) & set(TEXT_ONLY_METHODS):
+            raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
+                             "(hybrid=False): their partition embeds text prompts with the base alone.")
     methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task)
     device = resolve_device(device)
     started = time.perf_counter()
@@ -266,7 +290,7 @@ def run_experiment(
     data = load_task_data(dataset, data_dir, config.max_train_per_user, config.data_seed, tasks=(family,))[family]
     built = build_scenario(task, data, ratio, seed if request_seed is None else request_seed,
                            base.info["heldout_users"], config.max_test, config.data_seed,
-                           max_train_users=config.max_train_users)
+                           max_train_users=config.max_train_users, eval_split=eval_split)
     scenario = protocol.Scenario(train=built.train, request=built.request, retrain_data=built.retrain_data,
                                  forget=built.forget, corrected=built.corrected, test=built.test, notes=built.notes)
     item_text = config.pretrain.item_text if base_model is None else "title"
@@ -277,21 +301,24 @@ def run_experiment(
     encoder = PromptEncoder(base.tokenizer, dataset, data.item_titles, item_text=item_text,
                             max_length=getattr(base.model.config, "max_position_embeddings", 4096),
                             item_embedding_offset=template.offset if config.hybrid else None)
+    embed = None if config.hybrid else PromptEmbedder(template, encoder, config.eval_batch_size)
     context = protocol.Context(scenario, _model_factory(template, config, seed), answer_loss,
                                dataclasses.replace(config.train, seed=seed), config.settings, collate_fn=encoder,
-                               device=device, seed=seed, progress=progress)
+                               device=device, seed=seed, progress=progress, embed=embed, group_of=user_of,
+                               answer_logits=answer_logits)
     evaluator = Evaluator(scenario, encoder, config.eval_batch_size, next_item=family == "next_item")
     outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains, pool=retrain_pool)
     frame = protocol.tidy_frame(outcome, head={"dataset": dataset, "task": task, "ratio": ratio, "seed": seed,
                                                "request_seed": seed if request_seed is None else request_seed},
-                                tail={**scenario.sizes(), "model": model_size if base_model is None else os.fspath(base_model),
+                                lead={"eval_split": eval_split}, tail={**scenario.sizes(), "model": model_size if base_model is None else os.fspath(base_model),
                                       "item_text": item_text, "hybrid": config.hybrid}, device=device)
     if results_dir is not None:
         record = {"config": config.to_dict(), "scenario_notes": list(scenario.notes), "data_notes": list(data.notes),
                   "base": jsonable({k: v for k, v in base.info.items() if k != "heldout_users"}),
                   "heldout_users": len(base.info["heldout_users"]), "hybrid": hybrid, **outcome.record,
                   "total_time_s": time.perf_counter() - started, "torch": torch.__version__}
-        protocol.write_run(results_dir, f"{dataset}-{task}-{ratio:g}-seed{seed}", frame, record)
+        stem = f"{dataset}-{task}-{ratio:g}-seed{seed}" + ("-val" if eval_split == "val" else "")
+        protocol.write_run(results_dir, stem, frame, record)
     return frame
 
 

@@ -9,7 +9,8 @@ A scenario fixes, for one dataset, task, ratio and seed:
 * ``forget``: the examples as they were trained on and should be forgotten (the corrupted
   versions, or the removed examples); ``corrected``: their corrected versions (QM/RC), or the
   removed examples again (IR, where nothing replaces them);
-* ``test``: the evaluation examples (task users' last targets).
+* ``test``: the evaluation examples (task users' last targets; with ``eval_split="val"`` their
+  validation targets, the one before the last, to choose settings without the test split).
 
 Only *task users* take part: the base model's held-out users (:mod:`~eraserlab.rec.pretrain`)
 are dropped first, so no request ever touches data the base was trained on.
@@ -33,6 +34,9 @@ TASKS = {
     "qm_replacement": ("next_item", "query modification: the last history item was replaced by a random item"),
     "rc": ("next_item", "response correction: a share of targets were replaced by a wrong candidate"),
 }
+
+#: ``eval_split`` → the data layer's split evaluated as the scenario's ``test``.
+EVAL_SPLITS = {"test": "test", "val": "validation"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def build_scenario(
     max_test: int | None = None,
     test_seed: int = 0,
     max_train_users: int | None = None,
+    eval_split: str = "test",
 ) -> Scenario:
     """Build the scenario of one experiment from a dataset of the data layer.
 
@@ -105,22 +110,27 @@ def build_scenario(
         test_seed: Seeds that subset (and the subset of training users).
         max_train_users: Keep the training examples of this many task users only (a fixed,
             seed-independent subset; for smoke tests).
+        eval_split: ``"test"`` or ``"val"``: which split ``test`` holds (the same users either way).
 
     Returns:
         The :class:`Scenario`.
     """
     task_family(task)
+    if eval_split not in EVAL_SPLITS:
+        raise ValueError(f"Unknown eval_split {eval_split!r}; one of {tuple(EVAL_SPLITS)}.")
     excluded = set(excluded_users)
     train = tuple(e for e in data.train if e.user not in excluded)
     if max_train_users is not None:
         kept = {e.user for e in select_test(sorted({e.user: e for e in train}.values(), key=lambda e: e.user),
                                             max_train_users, test_seed)}
         train = tuple(e for e in train if e.user in kept)
-    test = select_test([e for e in data.test if e.user not in excluded], max_test, test_seed)
+    test = select_test([e for e in data.split(EVAL_SPLITS[eval_split]) if e.user not in excluded], max_test,
+                       test_seed)
     if not train or not test:
         raise ValueError("No training or test examples left after removing the held-out users.")
-    notes = [f"{TASKS[task][1]} (ratio {ratio:g}, seed {seed}); {len(train):,} training and {len(test):,} "
-             f"test examples of {len({e.user for e in train}):,} task users."]
+    evaluated = "test" if eval_split == "test" else "validation"
+    notes = [(f"{TASKS[task][1]} (ratio {ratio:g}, seed {seed}); {len(train):,} training and {len(test):,} "
+              f"{evaluated} examples of {len({e.user for e in train}):,} task users.")]
     if task == "ir":
         removal = corruption.remove_examples(train, share=ratio, seed=seed)
         removed = removal.removed

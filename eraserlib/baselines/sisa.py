@@ -67,12 +67,24 @@ class SISA:
         """The shard models to aggregate (shards left empty by removals have none)."""
         return [m for m in self.shard_models if m is not None]
 
-    def fit(self, train_data: Sequence[Any]) -> SISA:
-        """Split ``train_data`` into k shards at random (seeded, balanced) and train one model on each."""
+    def fit(self, train_data: Sequence[Any], assignment: Sequence[int] | None = None) -> SISA:
+        """Split ``train_data`` into k shards and train one model on each.
+
+        Args:
+            train_data: The examples.
+            assignment: The shard of each example (e.g. RecEraser's balanced partition,
+                :mod:`eraserlib.baselines.partition`); None: at random (seeded, balanced), as SISA.
+        """
         if len(train_data) < self.num_shards:
             raise ValueError(f"{len(train_data)} examples cannot fill {self.num_shards} shards.")
-        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        self.shards = [[train_data[i] for i in sorted(order[s::self.num_shards])] for s in range(self.num_shards)]
+        if assignment is None:
+            order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            self.shards = [[train_data[i] for i in sorted(order[s::self.num_shards])] for s in range(self.num_shards)]
+        else:
+            if len(assignment) != len(train_data) or not set(assignment) <= set(range(self.num_shards)):
+                raise ValueError(f"assignment must give each of the {len(train_data)} examples a shard in "
+                                 f"range({self.num_shards}).")
+            self.shards = [[e for e, a in zip(train_data, assignment) if a == s] for s in range(self.num_shards)]
         self.shard_models = [None] * self.num_shards
         for s in range(self.num_shards):
             self._train_shard(s)

@@ -199,12 +199,16 @@ def test_fewer_than_two_retrains_judge_nothing_and_say_why():
 
 def test_methods_are_registered_once_with_their_request_kinds():
     ir, qm, rc = protocol.KINDS
-    assert protocol.method_names() == ("corrupted", "retrain", "llmeraser", "gradient_ascent", "finetune", "sisa")
+    assert protocol.method_names() == ("corrupted", "retrain", "llmeraser", "gradient_ascent", "finetune", "sisa",
+                                       "receraser", "apa", "e2urec")
+    rivals = ("receraser", "apa", "e2urec")  # the paper's rivals: the recommendation arm only, every kind
+    assert all(m in protocol.method_names("rec", k) for m in rivals for k in (ir, qm, rc))
+    assert not any(m in protocol.method_names("mllm", k) for m in rivals for k in (ir, qm, rc))
     assert "gradient_ascent" not in protocol.method_names("rec", rc)  # the rec arm's IR baseline only
     assert "gradient_ascent" in protocol.method_names("mllm", rc) and "finetune" not in protocol.method_names("rec", ir)
     assert protocol.resolve_methods("rec", rc, ["sisa", "retrain"]) == ["corrupted", "retrain", "sisa"]
     with pytest.raises(ValueError, match="Unknown methods"):
-        protocol.resolve_methods("rec", rc, ["receraser"])
+        protocol.resolve_methods("rec", rc, ["recraser"])
     with pytest.raises(ValueError, match="applies to"):
         protocol.resolve_methods("rec", rc, ["gradient_ascent"], task="rc")
     with pytest.raises(ValueError, match="registered already"):

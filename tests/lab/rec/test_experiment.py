@@ -55,8 +55,8 @@ TIMING_COLUMNS = ["time_s", "peak_memory_mb", "setup_time_s", "eval_time_s", "ce
 
 
 @pytest.mark.parametrize("task, methods", [
-    ("rc", ["corrupted", "retrain", "llmeraser", "finetune", "sisa"]),
-    ("ir", ["corrupted", "retrain", "llmeraser", "gradient_ascent", "sisa"]),
+    ("rc", ["corrupted", "retrain", "llmeraser", "finetune", "sisa", "receraser", "apa", "e2urec"]),
+    ("ir", ["corrupted", "retrain", "llmeraser", "gradient_ascent", "sisa", "receraser", "apa", "e2urec"]),
 ])
 def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, tmp_path, task, methods):
     frame = run_experiment("movielens", task, ratio=0.1, seed=0, model_size="tiny", device="cpu",
@@ -89,7 +89,7 @@ def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, t
         frame["n_request"].iloc[0] if task == "ir" else 0)
     assert len(saved["comparison"]) == len(methods) * len(DISTANCES)
     assert (tmp_path / f"{stem}.csv").read_text().startswith("dataset,task,ratio,seed,request_seed,method")
-    assert (tmp_path / f"{stem}-comparison.csv").read_text().startswith("dataset,task,ratio,seed,method,distance")
+    assert (tmp_path / f"{stem}-comparison.csv").read_text().startswith("dataset,task,ratio,seed,eval_split,method,distance")
     assert "NaN" not in (tmp_path / f"{stem}.json").read_text()  # strict JSON
 
 
