@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from eraserlib.errors import NegativeCurvatureError, SolverDivergedError
+from eraserlib.errors import NegativeCurvatureError, NotConvergedWarning, SolverDivergedError
 from eraserlib.objective import TrainingObjective
 from eraserlib.solvers.base import InvalidOptionsError, Solver, SolverOptions, Spectrum, option
 from eraserlib.solvers.exact import Exact
@@ -233,8 +234,17 @@ def relinearised_steps(objective: TrainingObjective, request: Any, positions: Se
                 record["step_solver_stop"].append("first step")
             else:
                 gradient = corrected.gradient(theta)
-                direction, lam, result = solve_step(corrected.objective, solver, -gradient, lam, spectrum=spectrum,
-                                                    progress=progress, descent_for=gradient)
+                try:
+                    direction, lam, result = solve_step(corrected.objective, solver, -gradient, lam,
+                                                        spectrum=spectrum, progress=progress, descent_for=gradient)
+                except (NegativeCurvatureError, SolverDivergedError) as error:
+                    # the steps taken so far stand (each one lowered R'); this one has no solve to stand behind
+                    record["step_solver_stop"].append(f"failed: {type(error).__name__}")
+                    stop = "solve_failed"
+                    warnings.warn(NotConvergedWarning(
+                        f"Re-linearised step {k} of {steps} could not be solved ({error}); the erase keeps the "
+                        f"{k - 1} step(s) before it. Raise `damping` or use fewer steps."), stacklevel=3)
+                    break
                 direction = direction.to(theta.dtype)
                 record["step_solver_stop"].append(result.stop_reason)
             slope = float(gradient @ direction)

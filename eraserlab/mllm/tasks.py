@@ -115,30 +115,37 @@ class VQACollator:
         return torch.tensor(lengths)
 
 
-def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+class AnswerLoss:
     """Mean over the batch of each example's mean negative log-likelihood of its answer tokens.
 
     This is ``loss_fn(model, batch)`` for ``eraserlib.training.train`` and ``eraserlib.erase``:
     ℓ(z) is per example, so the training objective is (1/n) Σ ℓ(z_i) as the influence maths
-    assumes, whatever the answers' lengths.
-
-    Args:
-        model: a LLaVA-style model (peft-wrapped or not).
-        batch: from :class:`VQACollator`.
-
-    Returns:
-        Scalar loss.
+    assumes, whatever the answers' lengths. It is split into the logits (:meth:`outputs`) and
+    the loss of the logits (:meth:`loss_of_outputs`), which Gauss–Newton curvature needs
+    (:class:`eraserlib.losses.OutputLoss`). The batch comes from :class:`VQACollator`.
     """
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits  # (B, T, V)
-    labels = batch["labels"][:, 1:]  # token t predicts token t + 1
-    token_nll = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
-    ).view(labels.shape)  # (B, T-1)
-    counts = (labels != -100).sum(dim=1)
-    if (counts == 0).any():
-        raise ValueError("an example has no answer tokens (was its answer truncated?)")
-    return (token_nll.sum(dim=1) / counts).mean()
+
+    def outputs(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The logits, ``(B, T, V)``, of a LLaVA-style model (peft-wrapped or not)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs).logits
+
+    def loss_of_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"][:, 1:].to(logits.device)  # token t predicts token t + 1
+        token_nll = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+        ).view(labels.shape)  # (B, T-1)
+        counts = (labels != -100).sum(dim=1)
+        if (counts == 0).any():
+            raise ValueError("an example has no answer tokens (was its answer truncated?)")
+        return (token_nll.sum(dim=1) / counts).mean()
+
+    def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_of_outputs(self.outputs(model, batch), batch)
+
+
+#: ``loss_fn`` of the multimodal experiments (see :class:`AnswerLoss`).
+answer_loss = AnswerLoss()
 
 
 def candidate_token_ids(collator: VQACollator, candidates: Sequence[str]) -> list[int]:

@@ -239,17 +239,41 @@ def retrain(context: Context) -> MethodOutput:
 
 @register("llmeraser")
 def llmeraser(context: Context) -> MethodOutput:
-    """``eraserlib.erase`` on Corrupted with the settings' solver, applied."""
+    """``eraserlib.erase`` on Corrupted as the paper has it (Hessian, one step) with the settings' solver, applied."""
+    settings = context.settings
+    return _erase(context, "erase (Hessian, one step) and apply", "erase_diagnostics", curvature="hessian",
+                  damping=settings.erase_damping, options=settings.erase_options)
+
+
+@register("llmeraser_gn")
+def llmeraser_gn(context: Context) -> MethodOutput:
+    """``eraserlib.erase`` with Gauss–Newton curvature, one step, applied."""
+    settings = context.settings
+    return _erase(context, "erase (Gauss–Newton, one step) and apply", "erase_diagnostics_gn", curvature="gauss_newton",
+                  damping=settings.gauss_newton_damping, options=settings.gauss_newton_options)
+
+
+@register("llmeraser_gn_steps")
+def llmeraser_gn_steps(context: Context) -> MethodOutput:
+    """``eraserlib.erase`` with Gauss–Newton curvature and re-linearised steps on the corrected objective, applied."""
+    settings = context.settings
+    return _erase(context, f"erase (Gauss–Newton, up to {settings.gauss_newton_steps} steps) and apply",
+                  "erase_diagnostics_gn_steps", curvature="gauss_newton", damping=settings.gauss_newton_damping,
+                  options=settings.gauss_newton_options, steps=settings.gauss_newton_steps,
+                  step_options=settings.gauss_newton_step_options)
+
+
+def _erase(context: Context, what: str, record_key: str, **erase_arguments: Any) -> MethodOutput:
+    """Corrupted + ``eraserlib.erase(...)`` with ``erase_arguments``, timed; its diagnostics under ``record_key``."""
     settings, model = context.settings, context.from_corrupted()
     with measure(context.device) as usage:
         result = eraserlib.erase(model, context.loss_fn, context.scenario.train, context.scenario.request,
-                                 solver=settings.erase_solver, options=settings.erase_options,
-                                 damping=settings.erase_damping, weight_decay=context.train_config.weight_decay,
+                                 solver=settings.erase_solver, weight_decay=context.train_config.weight_decay,
                                  collate_fn=context.collate_fn, batch_size=settings.erase_batch_size,
-                                 seed=context.seed, progress=context.progress)
+                                 seed=context.seed, progress=context.progress, **erase_arguments)
         eraserlib.apply_delta(model, result.delta)
-    return MethodOutput([model], cost_columns(usage, "erase (influence update) and apply"),
-                        record={"erase_diagnostics": dict(result.diagnostics)}, delta=result.delta)
+    return MethodOutput([model], cost_columns(usage, what), record={record_key: dict(result.diagnostics)},
+                        delta=result.delta)
 
 
 # The recommendation arm runs gradient ascent for removals only (it is the usual IR baseline);

@@ -1,5 +1,8 @@
 """Retrains shared by the seeds of one request: K retrains for the price of one per seed.
 
+(The pool keeps each seed's Corrupted too, so that a second run of the same request and seed — a
+study of one method's settings — trains nothing again.)
+
 When every run seed of a setting makes the *same* request (``request_seed`` fixed), the retrain
 that seed s trains for its own Retrain row is also one of the "other" retrains every other seed
 compares with. A :class:`RetrainPool` keeps each retrain once — its adapter's values, its
@@ -46,7 +49,7 @@ class RetrainPool:
     def __init__(self, seeds: Sequence[int]):
         self.seeds = [int(s) for s in seeds]
         self.entries: dict[str, PooledRetrain] = {}
-        self.trained = 0  # retrains this pool trained (the rest were reused)
+        self.trained = 0  # adapters this pool trained (the rest were reused)
         self.reused = 0
 
     def seeds_for(self, seed: int, count: int, extra: Callable[[int, int], list[int]]) -> list[int]:
@@ -57,9 +60,10 @@ class RetrainPool:
         return chosen[:count]
 
     @staticmethod
-    def key(seed: int, retrain_data: Sequence[Any], evaluated_on: Sequence[Sequence[Any]], train_config) -> str:
-        """What decides a retrain and its evaluation, as one digest."""
-        digest = hashlib.sha256(f"seed={seed};config={train_config!r};".encode())
+    def key(seed: int, retrain_data: Sequence[Any], evaluated_on: Sequence[Sequence[Any]], train_config,
+            method: str = "retrain") -> str:
+        """What decides a trained adapter (a retrain, or Corrupted) and its evaluation, as one digest."""
+        digest = hashlib.sha256(f"method={method};seed={seed};config={train_config!r};".encode())
         digest.update(data_digest(retrain_data).encode())
         for examples in evaluated_on:
             digest.update(data_digest(examples).encode())

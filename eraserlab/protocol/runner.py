@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from tqdm import tqdm
 from eraserlib import metrics
 from eraserlib.adapters import adapter_change
 from eraserlib.certificate import gradient_certificate
+from eraserlib.errors import EraseWarning
 from eraserlab.protocol.compare import Evaluation, compare, run_seed_distances
 from eraserlab.protocol.methods import REGISTRY, Context, MethodOutput
 from eraserlab.protocol.pool import RetrainPool
@@ -100,16 +102,18 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
         raise ValueError(f"retrains must be ≥ 1 when Retrain runs (≥ 2 to measure its noise), got {count}.")
     seeds = pool.seeds_for(context.seed, count, retrain_seeds) if pool is not None else retrain_seeds(context.seed, count)
     outputs: dict[str, MethodOutput] = {}
+    heard: dict[str, list[str]] = {}  # method → the eraserlib warnings its step raised
     bar = tqdm(total=len(methods) + max(count - 1, 0), desc="methods", disable=not context.progress)
-    outputs["corrupted"] = _step(bar, "corrupted", lambda: REGISTRY["corrupted"].run(context))
+    trained = _step(bar, "corrupted", lambda: _trained("corrupted", context, evaluator, pool))
+    outputs["corrupted"] = trained.output
     context = dataclasses.replace(context, corrupted=outputs["corrupted"].models[0])
-    retrained = [_step(bar, f"retrain seed {s}", lambda s=s: _retrain(context.with_seed(s), evaluator, pool))
+    retrained = [_step(bar, f"retrain seed {s}", lambda s=s: _trained("retrain", context.with_seed(s), evaluator, pool))
                  for s in seeds]
     if retrained:
         outputs["retrain"] = retrained[0].output
     for name in methods:
         if name not in outputs:
-            outputs[name] = _step(bar, name, lambda name=name: REGISTRY[name].run(context))
+            outputs[name] = _step(bar, name, lambda name=name: REGISTRY[name].run(context), heard)
     bar.close()
     certificates = {name: _certificate(context, out.delta) for name, out in outputs.items()
                     if out.delta is not None and context.settings.certificate}
@@ -118,6 +122,8 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
     for name in tqdm(methods, desc="evaluate", disable=not context.progress, leave=False):
         if name == "retrain":
             evaluations[name], eval_times[name] = retrained[0].evaluation, retrained[0].eval_time_s
+        elif name == "corrupted":
+            evaluations[name], eval_times[name] = trained.evaluation, trained.eval_time_s
         else:
             evaluations[name], eval_times[name] = _timed(evaluator, outputs[name].models)
     retrain_evaluations = [r.evaluation for r in retrained]
@@ -129,7 +135,8 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
             rows[name].update(run_seed_distances(evaluations[name], evaluations["retrain"]))
             rows[name].update(_delta_columns(outputs[name], context.corrupted, reference))
     for name in methods:
-        rows[name].update(outputs[name].cost, eval_time_s=eval_times[name])
+        rows[name].update(outputs[name].cost, eval_time_s=eval_times[name],
+                          warnings="; ".join(sorted({w.split(":")[0] for w in heard.get(name, [])})))
         rows[name].update(_certificate_columns(certificates.get(name)))
     setting: dict[str, Any] = {"retrains": count}
     notes: list[str] = []
@@ -143,6 +150,7 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
     # what this run spent on the other seeds' retrains (0 for those a pool already held)
     setting["retrains_extra_time_s"] = sum(r.output.cost["time_s"] + r.eval_time_s for r in retrained[1:] if not r.reused)
     setting["retrains_reused"] = sum(r.reused for r in retrained)
+    setting["corrupted_reused"] = trained.reused
 
     record: dict[str, Any] = {}
     for name in methods:
@@ -151,6 +159,7 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
                            **r.evaluation.row} for s, r in zip(seeds, retrained)]
     record["certificates"] = {name: c for name, (c, _) in certificates.items()}
     record["comparison_notes"] = notes
+    record["warnings"] = heard
     return Outcome(list(methods), rows, setting, record, notes)
 
 
@@ -162,14 +171,15 @@ class _Retrain:
     reused: bool
 
 
-def _retrain(context: Context, evaluator: Evaluator, pool: RetrainPool | None) -> _Retrain:
-    """The retrain of ``context.seed``: from the pool when it holds it, else trained and evaluated (and pooled)."""
+def _trained(method: str, context: Context, evaluator: Evaluator, pool: RetrainPool | None) -> _Retrain:
+    """Corrupted or the retrain of ``context.seed``: from the pool when it holds it, else trained and evaluated
+    (and pooled). Only what trains a fresh adapter on fixed data can be pooled: these two."""
     scenario = context.scenario
     key = None
     if pool is not None:
-        key = pool.key(context.seed, scenario.retrain_data,
-                       [scenario.test, scenario.forget, scenario.corrected, *scenario.extra.values()],
-                       context.train_config)
+        data = scenario.train if method == "corrupted" else scenario.retrain_data
+        key = pool.key(context.seed, data, [scenario.test, scenario.forget, scenario.corrected, *scenario.extra.values()],
+                       context.train_config, method=method)
         found = pool.get(key)
         if found is not None:
             model = context.fresh()
@@ -179,16 +189,26 @@ def _retrain(context: Context, evaluator: Evaluator, pool: RetrainPool | None) -
                         parameter.copy_(found.state[name])
             return _Retrain(MethodOutput([model], dict(found.cost), dict(found.record)), found.evaluation,
                             found.eval_time_s, reused=True)
-    output = REGISTRY["retrain"].run(context)
+    output = REGISTRY[method].run(context)
     evaluation, seconds = _timed(evaluator, output.models)
     if pool is not None:
         pool.put(key, output.models[0], evaluation, seconds, output.cost, output.record)
     return _Retrain(output, evaluation, seconds, reused=False)
 
 
-def _step(bar: tqdm, label: str, run: Callable[[], MethodOutput]) -> MethodOutput:
+def _step(bar: tqdm, label: str, run: Callable[[], Any], heard: dict[str, list[str]] | None = None) -> Any:
+    """``run()`` with the bar's label; eraserlib's warnings (a solve above its tolerance, a safety rail…) are
+    kept in ``heard[label]`` for the frame and the record instead of printed (a chapter's page would show
+    them as errors), every other warning passes through."""
     bar.set_postfix_str(label)
-    output = run()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EraseWarning)
+        output = run()
+    for warning in caught:
+        if issubclass(warning.category, EraseWarning) and heard is not None:
+            heard.setdefault(label, []).append(f"{warning.category.__name__}: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     bar.update()
     return output
 

@@ -21,6 +21,11 @@ class MethodSettings:
         erase_options: The solver's options (``top_eigenvalue``, ``max_steps``...).
         erase_batch_size: Examples per stochastic product of the solver (and per gradient chunk,
             also of the certificate).
+        gauss_newton_damping: λ of the Gauss–Newton erases (``llmeraser_gn``, ``llmeraser_gn_steps``),
+            or ``"auto"`` (:func:`eraserlib.damping.gauss_newton_damping`).
+        gauss_newton_options: Their solver options (the solver is ``erase_solver``).
+        gauss_newton_steps: Re-linearised steps of ``llmeraser_gn_steps`` (:mod:`eraserlib.steps`).
+        gauss_newton_step_options: Its :class:`eraserlib.steps.StepOptions` fields.
         certificate: Compute :func:`eraserlib.certificate.gradient_certificate` for every erase
             (two gradient passes over the retrain data, timed apart from the erase).
         sisa_shards: SISA's k.
@@ -56,6 +61,10 @@ class MethodSettings:
     erase_damping: float | str = "auto"
     erase_options: dict = field(default_factory=dict)
     erase_batch_size: int = 16
+    gauss_newton_damping: float | str = "auto"
+    gauss_newton_options: dict = field(default_factory=dict)
+    gauss_newton_steps: int = 3
+    gauss_newton_step_options: dict = field(default_factory=dict)
     certificate: bool = True
     sisa_shards: int = 4
     gradient_ascent_epochs: int = 1

@@ -255,8 +255,8 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def answer_token_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy of every answer position, ``(B, A)`` float32 (zero where ``label_mask`` is 0)."""
+def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits that predict the answer tokens, ``(B, A, V)`` float32: position t predicts token t + 1."""
     device = model_device(model)
     width = batch["labels"].shape[1]
     output = model(
@@ -266,10 +266,19 @@ def answer_token_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> tor
         logits_to_keep=width + 1,
         use_cache=False,
     )
-    logits = output.logits[:, :-1].float()  # (B, A, V): position t predicts token t + 1
-    labels = batch["labels"].to(device)
+    return output.logits[:, :-1].float()
+
+
+def token_losses_of(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of every answer position from its logits, ``(B, A)`` (zero where ``label_mask`` is 0)."""
+    labels = batch["labels"].to(logits.device)
     losses = nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")  # (B, A)
-    return losses * batch["label_mask"].to(device)
+    return losses * batch["label_mask"].to(logits.device)
+
+
+def answer_token_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of every answer position, ``(B, A)`` float32 (zero where ``label_mask`` is 0)."""
+    return token_losses_of(answer_logits(model, batch), batch)
 
 
 def example_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -278,10 +287,26 @@ def example_losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
     return answer_token_losses(model, batch).sum(1) / mask.sum(1)
 
 
-def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+class AnswerLoss:
     """The training loss: mean over examples of the mean answer-token cross-entropy (scalar).
 
     This is the ``loss_fn(model, batch)`` of :func:`eraserlib.training.train` and
-    :func:`eraserlib.erase`; see the module docstring for why examples are averaged first.
+    :func:`eraserlib.erase`; see the module docstring for why examples are averaged first. It
+    is split into the answer logits (:meth:`outputs`) and the loss of those logits
+    (:meth:`loss_of_outputs`), which Gauss–Newton curvature needs
+    (:class:`eraserlib.losses.OutputLoss`).
     """
-    return example_losses(model, batch).mean()
+
+    def outputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return answer_logits(model, batch)
+
+    def loss_of_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["label_mask"].to(logits.device)
+        return (token_losses_of(logits, batch).sum(1) / mask.sum(1)).mean()
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_of_outputs(self.outputs(model, batch), batch)
+
+
+#: ``loss_fn`` of the recommendation experiments (see :class:`AnswerLoss`).
+answer_loss = AnswerLoss()

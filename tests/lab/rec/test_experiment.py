@@ -142,9 +142,12 @@ def test_seeds_of_one_request_share_their_retrains(data_root, cache_dir):
     pool = RetrainPool([0, 1])
     first = run_experiment("movielens", "rc", seed=0, retrain_pool=pool, **common)
     shared = run_experiment("movielens", "rc", seed=1, retrain_pool=pool, **common)
-    assert pool.trained == 2 and pool.reused == 2  # R_0 and R_1 trained once, each reused once
+    # Corrupted of each seed, R_0 and R_1 trained once; seed 1 reuses both retrains
+    assert pool.trained == 4 and pool.reused == 2
     assert set(first["retrains_reused"]) == {0} and set(shared["retrains_reused"]) == {2}
     alone = run_experiment("movielens", "rc", seed=1, retrain_pool=RetrainPool([0, 1]), **common)
     assert set(alone["retrains_reused"]) == {0}
+    again = run_experiment("movielens", "rc", seed=1, retrain_pool=pool, **common)  # a study of one method's settings
+    assert set(again["corrupted_reused"]) == {True} and set(again["retrains_reused"]) == {2}
     keep = [c for c in alone.columns if c not in TIMING_COLUMNS + ["retrains_reused"]]
     assert shared[keep].equals(alone[keep])

@@ -1,0 +1,8 @@
+"""The Gauss–Newton erases' settings of the arms' "small" presets, chosen on the validation split.
+
+Written by ``python -m benchmarks.erase_selection`` (do not edit by hand): per arm, ``settings``
+holds the chosen values and ``selection`` the candidates, what each scored on the validation
+split against K retrains, and the rule that chose; both go into every run's record with the config.
+"""
+
+ERASE_SMALL = {}
