@@ -15,8 +15,8 @@ keeps Corrupted and the retrains, so a candidate costs only its erase and its ev
 
 The rule: the smallest mean residual r over the three distances (``r/jsd_test``,
 ``r/jsd_corrected``, ``r/forget_loss``: 0 = as close as another retraining, 1 = no better than
-Corrupted) among the candidates that cost at most ``BUDGET`` of one retraining; if none does,
-the cheapest. At ``--size default`` the choice and the evidence are written to
+Corrupted; an r below 0 counts as 0, it is within retraining's noise) among the candidates that
+cost at most ``BUDGET`` of one retraining; if none does, the cheapest. At ``--size default`` the choice and the evidence are written to
 :mod:`eraserlab.erase_settings` (which the arms' "small" presets read) and to
 ``benchmarks/results/erase_selection-default.json``; ``--size tiny`` only writes its record.
 
@@ -74,18 +74,21 @@ def _runner(arm: str, size: str, cache_dir: str | None):
     return run, PRESETS[preset], preset
 
 
-def _row(frame, method: str, retrain_seconds: float, **labels: Any) -> dict[str, Any]:
-    row = frame.loc[method]
+def _row(frame, name: str, retrain_seconds: float, **labels: Any) -> dict[str, Any]:
+    row = frame.loc[name]
     values = {c: float(row[c]) for c in ("r/jsd_test", "r/jsd_corrected", "r/forget_loss", "time_s", "test_loss",
                                          "certificate_ratio")}
-    values["mean_r"] = sum(values[f"r/{d}"] for d in DISTANCES) / len(DISTANCES)
+    # r < 0 is "within retraining's noise", no better than 0: the score counts only what is left above it
+    values["mean_r"] = sum(max(values[f"r/{d}"], 0.0) for d in DISTANCES) / len(DISTANCES)
     values["cost_share"] = values["time_s"] / retrain_seconds
     return {**labels, **values, "warnings": row.get("warnings", "")}
 
 
 def _choose(rows: list[dict[str, Any]]) -> dict[str, Any]:
     affordable = [r for r in rows if r["cost_share"] <= BUDGET]
-    return min(affordable, key=lambda r: r["mean_r"]) if affordable else min(rows, key=lambda r: r["cost_share"])
+    if not affordable:
+        return min(rows, key=lambda r: r["cost_share"])
+    return min(affordable, key=lambda r: (r["mean_r"], r["cost_share"]))
 
 
 def select_arm(arm: str, size: str, cache_dir: str | None) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def select_arm(arm: str, size: str, cache_dir: str | None) -> dict[str, Any]:
                                  max_steps=chosen["max_steps"], steps=steps))
         print(f"  [{arm}] {steps} steps: mean r {relinearised[-1]['mean_r']:.3f}, "
               f"cost {relinearised[-1]['cost_share']:.3f}", flush=True)
-    chosen_steps = min(relinearised, key=lambda r: r["mean_r"])
+    chosen_steps = min(relinearised, key=lambda r: (r["mean_r"], r["cost_share"]))
     settings_chosen = {
         "gauss_newton_damping": chosen["damping_factor"] * top,
         "gauss_newton_options": {**settings.erase_options, "top_eigenvalue": top, "max_steps": chosen["max_steps"],
