@@ -41,7 +41,8 @@ import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
 from eraserlib.errors import DoubleBackwardUnsupportedError
-from eraserlib.objective import double_backward_error, flatten, once_differentiable_in_graph, unflatten
+from eraserlib.hessian import double_backward_error, once_differentiable_in_graph
+from eraserlib.parameters import flatten, unflatten
 
 #: The ways to form J v (see the module docstring); "auto" is :data:`DEFAULT_METHOD` with a fallback.
 METHODS = ("auto", "double_vjp", "forward")

@@ -83,3 +83,11 @@ class NegligibleUpdateWarning(SafetyWarning):
 
 class RetainedLossWarning(SafetyWarning):
     """The loss on the data the request leaves rose beyond the rail's threshold: the update harms the model."""
+
+
+class RankFailedError(EraserError, RuntimeError):
+    """Another rank of a distributed erase failed; the message names it and its error."""
+
+
+class DistributedConfigurationError(EraserError, ValueError):
+    """The ranks disagree on the problem, or the model is wrapped or sharded in a way erase cannot use."""

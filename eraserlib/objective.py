@@ -14,10 +14,8 @@ The curvature the solvers use is :meth:`TrainingObjective.data_product`: the Hes
 :mod:`eraserlib.curvature`: positive semi-definite, needs the loss split into outputs and loss of
 the outputs).
 
-Hessian-vector products use Pearlmutter's trick by double backward:
-Hv = ∇_θ (∇_θ ℓ(θ) · v). It costs about 2–3 gradients (measured 2.6× on a tiny Llama here,
-2.8× on LLaMA2-7B on an H100, ``../shared/PAPER.md``). The second backward needs every
-operation in the model to be twice differentiable, which fused attention kernels are not.
+Hessian-vector products are :mod:`eraserlib.hessian`'s, the parameter vectors' helpers
+:mod:`eraserlib.parameters`' (both importable from here too).
 """
 
 from __future__ import annotations
@@ -31,61 +29,14 @@ import torch
 from torch import nn
 
 from eraserlib.distributed import Selection, resolve_group
-from eraserlib.errors import DoubleBackwardUnsupportedError, NonFiniteError, NoTrainableParametersError
+from eraserlib.errors import NonFiniteError
+from eraserlib.hessian import hessian_vector_product
+from eraserlib.parameters import flatten, trainable_parameters, unflatten
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
 #: The curvatures ``data_product`` can use.
 CURVATURES = ("hessian", "gauss_newton")
-
-_DOUBLE_BACKWARD_HINT = (
-    "The model contains an operation without a second derivative, which Hessian-vector "
-    "products need (double backward). Fused attention kernels (SDPA's flash/efficient kernels, "
-    "flash_attention_2) are the usual cause: load the model with "
-    'attn_implementation="eager" (e.g. AutoModelForCausalLM.from_pretrained(path, '
-    'attn_implementation="eager")), or run SDPA inside '
-    "torch.nn.attention.sdpa_kernel([SDPBackend.MATH]). Original error: {error}"
-)
-
-
-def double_backward_error(error: object) -> DoubleBackwardUnsupportedError:
-    """The error to raise when a second derivative is missing, with the fix and the cause ``error``."""
-    return DoubleBackwardUnsupportedError(_DOUBLE_BACKWARD_HINT.format(error=error))
-
-
-def trainable_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
-    """The parameters that erasing may change: those with ``requires_grad=True``.
-
-    Args:
-        model: Any module; for a ``PeftModel`` these are the adapter's matrices.
-
-    Returns:
-        Two lists of equal length: qualified parameter names and the parameters.
-
-    Raises:
-        NoTrainableParametersError: if the model has none.
-    """
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise NoTrainableParametersError(
-            "The model has no parameter with requires_grad=True, so there is nothing to erase. "
-            "For a LoRA model, pass the PeftModel (peft marks the adapter trainable), or set "
-            "requires_grad=True on the parameters the training changed."
-        )
-    names, params = zip(*named)
-    return list(names), list(params)
-
-
-def flatten(tensors: Sequence[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Concatenate tensors into one flat vector (shape (p,))."""
-    return torch.cat([t.reshape(-1).to(dtype or t.dtype) for t in tensors])
-
-
-def unflatten(vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Split a flat vector (p,) into tensors shaped like ``like``."""
-    sizes = [t.numel() for t in like]
-    return [chunk.view_as(t) for chunk, t in zip(torch.split(vector, sizes), like)]
-
 
 @contextlib.contextmanager
 def _computation_dtype(model: nn.Module, dtype: torch.dtype | None):
@@ -133,66 +84,6 @@ def _check_finite(vector: torch.Tensor, what: str) -> torch.Tensor:
             "with, or compute in float32 (compute_dtype=torch.float32)."
         )
     return vector
-
-
-def once_differentiable_in_graph(tensors: Sequence[torch.Tensor | None]) -> bool:
-    """Whether the autograd graph behind ``tensors`` holds a ``@once_differentiable`` backward (an error node).
-
-    Such an op (the backward of a fused kernel written as a custom ``autograd.Function``) does not
-    raise when one differentiates through it with ``torch.autograd.grad``: its error node hangs off
-    a detached copy, so autograd prunes it and the second derivative silently misses every path
-    through the op. Walking the graph once finds it.
-    """
-    stack = [t.grad_fn for t in tensors if t is not None and t.grad_fn is not None]
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if type(node).__name__ in ("Error", "DelayedError"):
-            return True
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return False
-
-
-def hessian_vector_product(
-    loss: torch.Tensor, params: Sequence[torch.Tensor], vector: torch.Tensor, check: bool = True
-) -> torch.Tensor:
-    """Hv for the Hessian H of ``loss`` with respect to ``params``, by double backward.
-
-    Pearlmutter (1994): Hv = ∇_θ (∇_θ loss · v); one extra backward pass, no p×p matrix.
-
-    Args:
-        loss: A scalar that still holds its autograd graph.
-        params: The parameters θ (p scalars in all).
-        vector: The flat vector v, shape (p,).
-        check: Walk the gradient's graph for once-differentiable ops (:func:`once_differentiable_in_graph`);
-            a caller that multiplies by the same model again may check only the first time.
-
-    Returns:
-        The flat vector Hv, shape (p,), in the parameters' dtype.
-
-    Raises:
-        DoubleBackwardUnsupportedError: if the graph has an op without a second derivative.
-    """
-    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    if check and once_differentiable_in_graph(grads):
-        raise double_backward_error("the model has a once-differentiable op (@once_differentiable backward)")
-    vs = unflatten(vector.to(params[0].dtype), params)
-    dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None and g.requires_grad)
-    if not isinstance(dot, torch.Tensor):
-        # No gradient carries a graph: an op cut the second-order path (a once-differentiable
-        # kernel) — or the loss is linear in θ. Returning H v = 0 would be silently wrong.
-        raise double_backward_error("the gradient has no autograd graph (is the loss linear in the parameters?)")
-    try:
-        hv = torch.autograd.grad(dot, params, allow_unused=True)
-    except RuntimeError as error:
-        raise double_backward_error(error) from error
-    if all(h is None for h in hv):
-        # The gradient's graph never reaches θ again: a once-differentiable op cut the path.
-        raise double_backward_error("the second backward pass does not reach any parameter")
-    return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)])
 
 
 class TrainingObjective:
@@ -511,3 +402,9 @@ class TrainingObjective:
             return stacked
 
         return _check_finite(self.reduce(rows), "per-example gradient")
+
+
+# The vector helpers and the Hessian-vector product live in eraserlib.parameters and eraserlib.hessian;
+# the objective is where callers meet them, so they are importable from here too.
+__all__ = ["CURVATURES", "LossFn", "TrainingObjective", "flatten", "hessian_vector_product", "trainable_parameters",
+           "unflatten"]

@@ -37,7 +37,8 @@ from eraserlib.errors import (
     NonFiniteError,
     NotConvergedWarning,
 )
-from eraserlib.objective import TrainingObjective, hessian_vector_product
+from eraserlib.hessian import hessian_vector_product
+from eraserlib.objective import TrainingObjective
 from eraserlib.solvers.base import InvalidOptionsError, SolverOptions, SolverResult, Spectrum
 
 

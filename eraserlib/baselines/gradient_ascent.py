@@ -18,6 +18,7 @@ def gradient_ascent(
     model: nn.Module,
     loss_fn: LossFn,
     forget_examples: Sequence[Any],
+    *,
     steps: int | None = None,
     lr: float = 1e-3,
     batch_size: int = 16,

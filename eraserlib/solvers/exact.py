@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from eraserlib.errors import NegativeCurvatureError, ProblemTooLargeError
-from eraserlib.objective import TrainingObjective, double_backward_error, once_differentiable_in_graph
+from eraserlib.hessian import double_backward_error, once_differentiable_in_graph
+from eraserlib.objective import TrainingObjective
 from eraserlib.progress import progress_bar
 from eraserlib.solvers.base import Callback, Solver, SolverOptions, SolverResult, Spectrum, option
 
