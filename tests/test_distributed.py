@@ -65,7 +65,8 @@ def launch(setup: Path, out: Path, world_size: int, scenarios: list[str]) -> dic
     """Run ``scenarios`` on ``world_size`` ranks under torchrun; each scenario's records, by rank."""
     out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
-               str(WORKER_PATH), "--setup", str(setup), "--out", str(out), "--timeout", "400",  # a shared 2-core machine can leave a rank minutes behind
+               # a collective may wait minutes: on a shared 2-core machine one rank can fall far behind
+               str(WORKER_PATH), "--setup", str(setup), "--out", str(out), "--timeout", "400",
                "--scenarios", *scenarios]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
