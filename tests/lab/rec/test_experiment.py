@@ -55,8 +55,8 @@ TIMING_COLUMNS = ["time_s", "peak_memory_mb", "setup_time_s", "eval_time_s", "ce
 
 
 @pytest.mark.parametrize("task, methods", [
-    ("rc", ["corrupted", "retrain", "llmeraser", "finetune", "sisa", "receraser", "apa", "e2urec"]),
-    ("ir", ["corrupted", "retrain", "llmeraser", "gradient_ascent", "sisa", "receraser", "apa", "e2urec"]),
+    ("rc", ["corrupted", "retrain", "llmeraser", "llmeraser_gn", "llmeraser_gn_steps", "finetune", "sisa", "receraser", "apa", "e2urec"]),
+    ("ir", ["corrupted", "retrain", "llmeraser", "llmeraser_gn", "llmeraser_gn_steps", "gradient_ascent", "sisa", "receraser", "apa", "e2urec"]),
 ])
 def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, tmp_path, task, methods):
     frame = run_experiment("movielens", task, ratio=0.1, seed=0, model_size="tiny", device="cpu",
@@ -76,7 +76,8 @@ def test_tiny_experiment_returns_every_method_and_metric(data_root, cache_dir, t
     # the tiny base learns next to nothing: the request is lost in retraining's noise, and the frame says so
     assert not frame["effect_resolved"].any() and "below retraining's own noise" in corrupted["effect_note"]
     erased = frame.set_index("method")["certificate_ratio"]
-    assert np.isfinite(erased["llmeraser"]) and erased.drop("llmeraser").isna().all()
+    influence = ["llmeraser", "llmeraser_gn", "llmeraser_gn_steps"]  # the erases that carry a certificate
+    assert np.isfinite(erased[influence]).all() and erased.drop(influence).isna().all()
     assert (frame["time_s"] > 0).all() and frame["n_request"].iloc[0] > 0
     # the adapters differ, so the distances are real numbers
     assert np.isfinite(frame.set_index("method").loc["llmeraser", ["jsd_test", "jsd_corrected", "delta_cosine"]]).all()
