@@ -76,7 +76,8 @@ def run_settings(experiment: Callable[..., pd.DataFrame], settings: Sequence[Seq
 
     Args:
         experiment: ``eraserlab.rec.experiment.run_experiment`` (or a function like it).
-        settings: ``(data set, request, share)`` triples.
+        settings: ``(data set, request, share)`` triples, or ``(data set, request, share, left out)``
+            with a list of methods that setting does not run (``run_experiment``'s ``leave_out``).
         seeds: run seeds.
         results: the chapter's results folder; each run's record goes to ``results/runs``.
         **options: passed to every call (``model_size``, ``data_dir``, ``base_model``, ``device``,
@@ -86,13 +87,45 @@ def run_settings(experiment: Callable[..., pd.DataFrame], settings: Sequence[Seq
         The tidy frame of all runs (one row per method, setting and seed), and the runs' records
         (JSON) by file stem.
     """
-    frames = [run_seeds(experiment, dataset, task, ratio=ratio, seeds=seeds, results_dir=results / "runs",
-                        progress=False, **options)
-              for dataset, task, ratio in (tuple(s) for s in settings)]
+    frames = [run_seeds(experiment, setting[0], setting[1], ratio=setting[2], seeds=seeds, results_dir=results / "runs",
+                        progress=False, **({"leave_out": list(setting[3])} if len(setting) > 3 else {}), **options)
+              for setting in (tuple(s) for s in settings)]
     runs = pd.concat(frames, ignore_index=True)
     runs.to_csv(results / "all_runs.csv", index=False)
     records = {path.stem: json.loads(path.read_text()) for path in sorted((results / "runs").glob("*.json"))}
     return runs, records
+
+
+def judge_settings(runs: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Every method against retraining's noise, per setting (:func:`eraserbook.judging.judged`).
+
+    Writes ``judged.csv`` and glues what the prose quotes, keyed by setting as the other numbers
+    (``movielens_rc_10_llmeraser_r_forget_loss``, ``movielens_rc_10_effect_jsd_test_low``...).
+    """
+    from eraserbook import judging
+
+    table = judging.judged(runs, SETTING)
+    table.to_csv(results / "judged.csv", index=False)
+    from myst_nb import glue
+
+    glue("n_retrains", int(runs["retrains"].max()), display=False)
+    judging.glue_judged(table, lambda row: f"{row.dataset}_{row.task}_{int(round(row.ratio * 100))}")
+    return table
+
+
+def judging_displays(table: pd.DataFrame) -> list:
+    """The effect sizes, the residuals r and (folded) the verdicts: ``display(*judging_displays(t))``."""
+    from eraserbook import judging
+
+    return [judging.effect_table(table, SETTING, setting_name), judging.residual_table(table, SETTING, setting_name),
+            folded(judging.verdict_table(table, SETTING, setting_name), "Verdicts per method and distance")]
+
+
+def glance_figure(table: pd.DataFrame):
+    """r against cost per method, one panel per setting (:func:`eraserbook.judging.glance_figure`)."""
+    from eraserbook import judging
+
+    return judging.glance_figure(table, SETTING, setting_name)
 
 
 def seed_counts(runs: pd.DataFrame):

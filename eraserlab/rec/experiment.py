@@ -230,6 +230,7 @@ def run_experiment(
     request_seed: int | None = None,
     retrain_pool: protocol.RetrainPool | None = None,
     eval_split: str = "test",
+    leave_out: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
@@ -260,6 +261,8 @@ def run_experiment(
         eval_split: ``"test"``, or ``"val"`` to choose settings without looking at the test split:
             every metric is then measured on the task users' validation examples (the columns
             keep their names; ``eval_split`` says which split they describe; files get ``-val``).
+        leave_out: Methods not to run when ``methods`` is None (a budget's cut: the default book
+            runs the paper's rivals on some settings only).
 
     Returns:
         The tidy results frame, one row per method.
@@ -276,12 +279,15 @@ def run_experiment(
         if model_size not in PRESETS:
             raise ValueError(f"Unknown model_size {model_size!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[model_size]
-    if config.hybrid:  # the partition embeds text-only prompts, and APA merges LoRA layers only
-        if methods is None:
-            methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in TEXT_ONLY_METHODS]
-        elif set(methods) & set(TEXT_ONLY_METHODS):
-            raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
-                             "(hybrid=False): their partition embeds text prompts with the base alone.")
+    if methods is not None and set(methods) & set(leave_out):
+        raise ValueError(f"{sorted(set(methods) & set(leave_out))} are both asked for and left out.")
+    if methods is None:
+        methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in leave_out
+                   and not (config.hybrid and m in TEXT_ONLY_METHODS)]
+    elif config.hybrid and set(methods) & set(TEXT_ONLY_METHODS):
+        # the partition embeds text-only prompts, and APA merges LoRA layers only
+        raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
+                         "(hybrid=False): their partition embeds text prompts with the base alone.")
     methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task)
     device = resolve_device(device)
     started = time.perf_counter()
