@@ -20,8 +20,9 @@ parameters), and measures on batches of 4 × 512 random tokens:
    epochs·⌈n/B⌉ gradient steps, the erase ⌈k/B⌉ (IR) or 2⌈k/B⌉ (QM/RC) gradients for b plus
    (20 + T) HVPs, independent of n.
 
-Reference unit costs measured on an H100 (``../shared/PAPER.md``, "Measured here"): forward
-0.092 s, gradient 0.202 s, HVP 0.572 s (2.8× a gradient), peak 52 GiB.
+For scale, the unit costs reported for LLaMA2-7B with LoRA on one H100 (bf16, batch 4):
+forward 0.092 s, gradient 0.202 s, HVP 0.572 s (2.8× a gradient), peak 52 GiB; this
+benchmark's GPU record is what measures them here.
 
 On the CPU (``--size tiny``) the same code runs on a 2-layer toy Llama in seconds: that is what
 the test suite checks. GPU figures are only what a GPU run writes.
@@ -138,7 +139,7 @@ def _timed(device: torch.device, function, repeats: int) -> dict[str, float]:
 
 def _absolute_peak_gib(device: torch.device) -> float:
     """Peak allocated CUDA memory since the last reset (``measure`` resets it), weights included:
-    the figure comparable with PAPER.md's "peak 52 GiB". NaN on the CPU."""
+    the figure comparable with the 52 GiB peak reported for a 7B HVP on an H100. NaN on the CPU."""
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
 
 

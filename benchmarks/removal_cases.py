@@ -32,13 +32,13 @@ import torch
 from torch import nn
 
 import eraserlib
-from eraserlib.metrics import auc
+from eraserlib.toy import secret
+from eraserlib.toy.secret import TARGETS, lora_adapter, memorised_secret, pretrained_base
+from eraserlib.toy.tiny_lora import language_model_loss
 from eraserlib.training import TrainConfig, train
 
 #: The recipe chapter's secret (notebooks/erase_your_adapter.ipynb).
 RECIPE_SECRET = [5, 9, 14, 7, 20, 3, 11, 18, 6, 12]
-#: A secret behind the trigger token 1, of tokens the Markov chain emits, no consecutive pair a chain transition.
-MEMORISED_SECRET = [1, 5, 12, 3, 18, 8, 22, 4, 17, 11]
 
 
 @dataclass
@@ -62,40 +62,6 @@ class Case:
         return {"collate_fn": self.collate_fn, "batch_size": 32, "progress": False}
 
 
-def _lora(base: nn.Module, rank: int, targets: list[str], seed: int) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
-
-    for p in base.parameters():
-        p.requires_grad_(False)
-    model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0,
-                                            init_lora_weights="gaussian"))
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # both A and B random, as eraserlib.toy.tiny_lora does
-        for p in model.parameters():
-            if p.requires_grad:
-                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
-    return model
-
-
-def _pretrained_base(config, seed: int) -> nn.Module:
-    """A tiny Llama pre-trained (all weights) on 2,000 fresh Markov sequences: the adapter's base language."""
-    from eraserlib.toy.tiny_lora import build_base_model, language_model_loss, make_sequences
-
-    base = build_base_model(config)
-    corpus = make_sequences(config, num_examples=2000, seed_offset=555)
-    train(base, language_model_loss, corpus, TrainConfig(epochs=3, lr=3e-3, batch_size=32, seed=seed),
-          progress=False)
-    return base
-
-
-def _emitted_tokens(config) -> list[int]:
-    """Tokens the Markov chain of :func:`eraserlib.toy.tiny_lora.make_sequences` can emit (successors)."""
-    generator = torch.Generator().manual_seed(config.seed + 1000)
-    successors = torch.stack([torch.randperm(config.vocab_size - 3, generator=generator)[:config.branching] + 3
-                              for _ in range(config.vocab_size)])
-    return sorted(set(successors[3:].flatten().tolist()))
-
-
 def recipe_case(seed: int = 0, epochs: int = 80, copies: int = 16, sequences: int = 240) -> Case:
     """The recipe chapter's stand-in (see the module docstring; ``sequences`` < 240 only for quick runs)."""
     from eraserlib.toy.tiny_lora import TinyLoraConfig, build_model, language_model_loss, make_sequences
@@ -117,36 +83,15 @@ def recipe_case(seed: int = 0, epochs: int = 80, copies: int = 16, sequences: in
 
 
 def secret_case(seed: int = 0, epochs: int = 80, copies: int = 16, sequences: int = 240) -> Case:
-    """A memorised secret on a pre-trained base (see the module docstring; ``sequences`` < 240 for quick runs)."""
-    from eraserlib.toy.tiny_lora import TinyLoraConfig, language_model_loss, make_sequences
-
-    config = TinyLoraConfig(hidden_size=32, rank=4, num_examples=sequences, branching=2, seed=seed)
-    base = _pretrained_base(config, seed)
-    state = copy.deepcopy(base.state_dict())
-    targets = ["q_proj", "v_proj", "lm_head"]
-
-    def fresh() -> nn.Module:
-        from eraserlib.toy.tiny_lora import build_base_model
-
-        again = build_base_model(config)
-        again.load_state_dict(state)
-        return _lora(again, config.rank, targets, seed)
-
-    model = fresh()
-    sequences = make_sequences(config)
-    secret = torch.tensor(MEMORISED_SECRET)
-    train_data = sequences + [secret.clone() for _ in range(copies)]
-    training = TrainConfig(epochs=epochs, lr=1e-2, batch_size=32, max_grad_norm=None, seed=seed, decay_to=0.02)
-    train(model, language_model_loss, train_data, training, progress=False)
-    emitted = torch.tensor(_emitted_tokens(config))
-    generator = torch.Generator().manual_seed(seed + 321)
-    heldout = [torch.cat([torch.tensor([1]), emitted[torch.randint(0, len(emitted), (len(secret) - 1,),
-                                                                   generator=generator)]]) for _ in range(32)]
-    request = eraserlib.InstanceRemoval([z for z in train_data if torch.equal(z, secret)])
-    return Case("memorised secret", model, fresh, language_model_loss, None, train_data, request, sequences, heldout,
-                training, prompt_length=1,
-                info={"p": _parameters(model), "n": len(train_data), "copies": copies, "epochs": epochs,
-                      "base": "pre-trained on the Markov chain", "adapter": "LoRA r=4 on q_proj, v_proj, lm_head"})
+    """A memorised secret on a pre-trained base (:func:`eraserlib.toy.secret.memorised_secret`)."""
+    stand_in = memorised_secret(seed, epochs, copies, sequences)
+    request = eraserlib.InstanceRemoval([z for z in stand_in.train_data if torch.equal(z, stand_in.secret)])
+    return Case("memorised secret", stand_in.model, stand_in.fresh_adapter, language_model_loss, None,
+                stand_in.train_data, request, stand_in.sequences, stand_in.heldout, stand_in.training,
+                prompt_length=1,
+                info={"p": _parameters(stand_in.model), "n": len(stand_in.train_data), "copies": copies,
+                      "epochs": epochs, "base": "pre-trained on the Markov chain",
+                      "adapter": "LoRA r=4 on q_proj, v_proj, lm_head"})
 
 
 def facts_case(seed: int = 0, num_facts: int = 100, removed: int = 10, epochs: int = 200) -> Case:
@@ -155,14 +100,13 @@ def facts_case(seed: int = 0, num_facts: int = 100, removed: int = 10, epochs: i
     from eraserlib.toy.tiny_lora import TinyLoraConfig, build_base_model
 
     config = TinyLoraConfig(vocab_size=160, hidden_size=32, rank=8, num_examples=240, branching=2, seed=seed)
-    base = _pretrained_base(config, seed)
+    base = pretrained_base(config, seed)
     state = copy.deepcopy(base.state_dict())
-    targets = ["q_proj", "v_proj", "lm_head"]
 
     def fresh() -> nn.Module:
         again = build_base_model(config)
         again.load_state_dict(state)
-        return _lora(again, config.rank, targets, seed)
+        return lora_adapter(again, config.rank, TARGETS, seed)
 
     generator = torch.Generator().manual_seed(seed + 9)
     subjects = torch.randperm(config.vocab_size - 3, generator=generator)[:num_facts + 32] + 3
@@ -199,22 +143,12 @@ def _ids(example: Any) -> torch.Tensor:
 
 def losses(case: Case, model: nn.Module, examples: list) -> list[float]:
     """Each example's loss under ``model`` (forward passes, eval mode)."""
-    collate = case.collate_fn or torch.utils.data.default_collate
-    model.eval()
-    with torch.no_grad():
-        return [float(case.loss_fn(model, collate([z]))) for z in examples]
+    return secret.losses(model, examples, case.loss_fn, case.collate_fn)
 
 
 def greedy_reproduces(case: Case, model: nn.Module, example: Any) -> bool:
     """Whether greedy decoding from the example's prompt reproduces the rest of it."""
-    ids = _ids(example)
-    generated = ids[:case.prompt_length].unsqueeze(0)
-    model.eval()
-    with torch.no_grad():
-        while generated.shape[1] < len(ids):
-            token = model(input_ids=generated).logits[0, -1].argmax()
-            generated = torch.cat([generated, token.view(1, 1)], dim=1)
-    return bool(torch.equal(generated[0], ids))
+    return secret.greedy_reproduces(model, _ids(example), case.prompt_length)
 
 
 def score(case: Case, model: nn.Module) -> dict[str, float]:
@@ -225,7 +159,7 @@ def score(case: Case, model: nn.Module) -> dict[str, float]:
             distinct.append(z)
     removed, held = losses(case, model, distinct), losses(case, model, case.heldout)
     retained = losses(case, model, case.retained)
-    membership = auc([1] * len(removed) + [0] * len(held), [-v for v in removed + held])
+    membership = secret.membership_auc(removed, held)
     return {"removed_loss": sum(removed) / len(removed), "heldout_loss": sum(held) / len(held),
             "retained_loss": sum(retained) / len(retained), "membership_auc": membership,
             "greedy_reproduced": sum(greedy_reproduces(case, model, z) for z in distinct) / len(distinct)}

@@ -5,4 +5,12 @@ holds the chosen values and ``selection`` the candidates, what each scored on th
 split against K retrains, and the rule that chose; both go into every run's record with the config.
 """
 
+
+
+def chosen(arm: str) -> tuple[dict, dict]:
+    """(the arm's chosen MethodSettings fields, their selection evidence); empty where none was chosen."""
+    entry = ERASE_SMALL.get(arm)
+    return (dict(entry["settings"]), {"gauss_newton": entry["selection"]}) if entry else ({}, {})
+
+
 ERASE_SMALL = {}

@@ -15,6 +15,11 @@ must be a row of ``--train`` (the same text), listed as many times as it occurs 
 writable), the files, the request against the training file, loading the base model, the
 tokenizer and the adapter, and one Hessian-vector product (double backward) on one example.
 
+On several processes: ``torchrun --standalone --nproc_per_node N -m eraserlib erase ...`` runs the
+same erase data-parallel (:mod:`eraserlib.distributed`: every rank reads the same files and sums
+over its share of the examples); rank 0 writes the adapter and prints the summary, and a failure
+on any rank is every rank's exit code.
+
 Exit codes, for shell scripts (stdout carries one JSON line with the outcome; stderr the message):
 
 * 0 — done (or the dry run found nothing wrong);
@@ -209,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # argparse: --help (0) or a usage error (2), already printed
         return int(stop.code or 0)
     start = time.perf_counter()
+    rank, launched = 0, False
     try:
+        rank, launched = _join_launcher()
         from eraserlib.command import execute
 
         summary = execute(args)
@@ -222,9 +229,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
-        print(json.dumps({"status": "error", "exit_code": code, "error": type(error).__name__,
-                          "message": str(error)}, ensure_ascii=False))
+        if rank == 0:
+            print(json.dumps({"status": "error", "exit_code": code, "error": type(error).__name__,
+                              "message": str(error)}, ensure_ascii=False))
         return code
+    finally:
+        if launched:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    print(json.dumps(summary, ensure_ascii=False, default=str))
+    if launched:
+        summary["ranks"] = int(os.environ["WORLD_SIZE"])
+    if rank == 0:  # every rank ran the same erase; one summary
+        print(json.dumps(summary, ensure_ascii=False, default=str))
     return EXIT_OK
+
+
+def _join_launcher() -> tuple[int, bool]:
+    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment): join its process group, so that the erase
+    runs data-parallel (:mod:`eraserlib.distributed`); (this rank, whether a group was started here)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, False
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return dist.get_rank(), False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), True

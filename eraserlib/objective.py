@@ -42,7 +42,7 @@ CURVATURES = ("hessian", "gauss_newton")
 def _computation_dtype(model: nn.Module, dtype: torch.dtype | None):
     """Run the model in at least ``dtype``'s precision (e.g. float32 for a bf16 model), restoring after.
 
-    A bf16 Hessian-vector product was 5% off the float32 one on a 1B model (PAPER.md), far
+    A bf16 Hessian-vector product was reported 5% off the float32 one on a 1B model, far
     more than the solvers' tolerance, so HVPs run in float32 unless told otherwise. Tensors
     already at least as precise (float64) are left alone. Parameters keep their identity
     (only ``.data`` is swapped), so references held elsewhere stay valid.

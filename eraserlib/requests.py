@@ -18,7 +18,7 @@ depends on the request. With the training objective R(θ) = (1/n) Σ ℓ(zᵢ; �
 
   The paper writes (1/n) Σ_S ∇ℓ, which drops the renormalisation of the mean; on an
   L2-regularised logistic regression the form above halves the error against exact
-  retraining (PAPER.md; ``tests/test_convex.py`` measures it).
+  retraining (``tests/test_convex.py`` measures it).
 """
 
 from __future__ import annotations

@@ -83,6 +83,31 @@ def test_erase_end_to_end_as_a_shell_command(tiny_facts, tmp_path):
         assert not torch.allclose(logits, original(input_ids=batch["input_ids"]).logits, atol=1e-5)
 
 
+def test_the_command_under_torchrun_gives_the_one_process_adapter(tiny_facts, tmp_path):
+    """``torchrun --nproc_per_node 2 -m eraserlib erase``: two gloo ranks, one summary, the same adapter as one process."""
+    forget = _jsonl(tmp_path / "forget.jsonl", tiny_facts.rows[3:6])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    arguments = ["erase", "--forget", str(forget), "--solver", "cg", "--batch-size", "8", "--seed", "0"]
+    outputs = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"erased-{ranks}"
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+        done = subprocess.run([*launcher, "-m", "eraserlib", *arguments[:1], *_common(tiny_facts, out),
+                               *arguments[1:]], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert len(summaries) == 1 and summaries[0]["status"] == "ok", done.stdout  # rank 0 reports, once
+        assert summaries[0].get("ranks", 1) == ranks
+        outputs[ranks] = load_adapter(_base(tiny_facts), out, trainable=False)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_facts.base))
+    batch = eraserlib.CausalLMCollator(tokenizer.pad_token_id)(tokenized(tiny_facts.rows, tokenizer)[:8])
+    with torch.no_grad():
+        one, two = (outputs[k](input_ids=batch["input_ids"]).logits for k in (1, 2))
+    assert torch.allclose(one, two, atol=1e-5), float((one - two).abs().max())
+
+
 def test_correct_replaces_responses(tiny_facts, tmp_path, capsys):
     old = _jsonl(tmp_path / "old.jsonl", tiny_facts.rows[:2])
     new = _jsonl(tmp_path / "new.jsonl", [{**r, "completion": " " + r["completion"].strip()[::-1]}

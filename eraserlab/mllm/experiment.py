@@ -61,7 +61,7 @@ import torch
 import eraserlib
 from eraserlib.adapters import clone_adapter_model
 from eraserlib.training import TrainConfig
-from eraserlab import protocol
+from eraserlab import erase_settings, protocol
 from eraserlab.mllm import corruptions, formats, relations, spurious
 from eraserlab.mllm.evaluator import Evaluator, OnDevice
 from eraserlab.mllm.finetune import LORA_ALPHA, LORA_RANK, finetune_config, new_adapter
@@ -78,6 +78,8 @@ REQUEST_KINDS = {"rc": eraserlib.ResponseCorrection.kind, "qm": eraserlib.QueryM
 #: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
 METHODS = protocol.method_names("mllm")
 EVAL_SPLITS = ("test", "val")
+#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
+ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("mllm")
 
 
 @dataclass(frozen=True)
@@ -123,44 +125,31 @@ class ExperimentConfig(SettingsAliases):
     lora_alpha: int = LORA_ALPHA
     train: TrainConfig = field(default_factory=finetune_config)
     settings: MethodSettings = field(default_factory=lambda: MethodSettings(
-        erase_damping=3.0, erase_options={"top_eigenvalue": 20.0, "max_steps": 128}))
+        erase_damping=3.0, erase_options={"top_eigenvalue": 20.0, "max_steps": 128}, **ERASE_CHOSEN,
+        selection=ERASE_EVIDENCE))
     eval_batch_size: int = 64
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-#: Named sizes: ``"small"`` is the laptop default (one seed of one benchmark and task, all
-#: methods, in 1.2-1.7 minutes on 2 shared CPU cores once the base is cached), ``"tiny"`` runs
-#: in seconds (tests, smoke runs; its base is pre-trained from scratch in about a second and
-#: learns next to nothing).
+#: Named sizes: ``"small"`` is the laptop default (the default book runs it), ``"tiny"`` runs in
+#: seconds (tests, smoke runs; its base is pre-trained from scratch in about a second and learns
+#: next to nothing).
 #:
 #: Why the "small" erase settings. Chosen on the *validation* split (``eval_split="val"``
-#: measures the same), never the test split: seeds 0-2 of each benchmark (generated with the
-#: run seed as data seed), 40% of the answers flipped, λ ∈ {2, 3, 5, "auto"}, 128 steps of 16
-#: examples. Reduction of the answers' JSD to Retrain relative to Corrupted's, mean over seeds,
-#: and the largest convergence estimate (relative change of the averaged iterate):
-#:
-#: * relation: λ=2 2.2% (estimate up to 0.30), λ=3 1.5% (0.16), λ=5 0.9% (0.08), auto 1.3%;
-#:   share of the F1 gap closed 26%, 17%, 16%, 17%;
-#: * spurious: λ=2 1.7% (estimate up to 1.7: not converged), λ=3 1.7% (0.55), λ=5 1.2%
-#:   (0.23), auto 1.1% (8.6); share of the accuracy gap closed 2%, 4%, 1%, 3%;
-#: * λ=1.5 and 1 diverged on spurious (after 146 and 138 steps of a 256-step budget); more
-#:   steps at λ=3 did not converge further (seed 0: estimate 0.13 after 128 steps, 0.92 after
-#:   256): the iterate drifts along directions whose curvature is close to −λ, so the step
-#:   budget stays at 128;
-#: * "auto" (Lanczos on four mini-batches) picked λ between 1.5 and 7.8 across seeds, cost
-#:   10-25 s more, and with its own λ_max estimate the solver diverged: four batches gave
-#:   λ_max = 2.6 on spurious, Lanczos on all 600 training examples 17.2 (relation: 1.2, with
-#:   λ_min = -1.8), so the step 1/(λ_max + λ) was six times too long. ``top_eigenvalue`` = 20
-#:   is safe for both benchmarks;
-#: * batch 32 gave the same answers as 16 (JSD equal to four digits) at twice the cost a step.
-#:
-#: λ = 3 is the one setting that is closest to Retrain on spurious and converged on relation.
-#: Fine-tuning on the corrected samples and gradient ascent run one epoch at the training
-#: learning rate, untuned (on validation, seed 0, gradient ascent at 2e-3 lifted relation's F1
-#: from 0.60 to 0.86 and lowered spurious accuracy from 0.495 to 0.465; at 5e-4 it gave 0.67
-#: and 0.535).
+#: measures the same), never the test split, over seeds 0-2 of each benchmark with 40% of the
+#: answers flipped, among λ ∈ {2, 3, 5, "auto"} at 128 steps of 16 examples, by the reduction
+#: of the answers' JSD to Retrain and the solver's convergence estimate: λ = 3 was the one
+#: setting closest to Retrain on the spurious-shape benchmark that also converged on the
+#: relation benchmark; smaller λ diverged on the spurious-shape benchmark, and more steps did
+#: not converge further (the iterate drifts along directions whose curvature is close to −λ).
+#: "auto" damping cost a Lanczos run more, and its λ_max from four mini-batches was far below
+#: the full data's, so the step 1/(λ_max + λ) was too long and the solver diverged:
+#: ``top_eigenvalue`` = 20 is safe for both benchmarks. Batches of 32 gave the same answers as
+#: 16 at twice the cost a step. Fine-tuning on the corrected samples and gradient ascent run one
+#: epoch at the training learning rate, untuned. The Gauss–Newton erases' settings come from
+#: ``benchmarks/erase_selection.py`` (:mod:`eraserlab.erase_settings`), "auto" where it has not run.
 PRESETS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     "tiny": ExperimentConfig(

@@ -80,7 +80,11 @@ from eraserlab.rec.sasrec import (
     sasrec_item_embeddings,
     training_sequences,
 )
+from eraserlab import erase_settings
 from eraserlab.rec.rival_settings import RIVALS_SMALL
+
+#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
+ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("rec")
 from eraserlab.rec.rivals import PromptEmbedder, answer_logits, user_of
 from eraserlab.rec.scenarios import EVAL_SPLITS, build_scenario, task_family
 from eraserlab.rec.task import PromptEncoder, answer_loss
@@ -132,7 +136,7 @@ class ExperimentConfig(SettingsAliases):
     max_test: int | None = 500
     settings: MethodSettings = field(default_factory=lambda: MethodSettings(
         erase_damping=0.2, erase_options={"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24},
-        **RIVALS_SMALL["settings"], selection=RIVALS_SMALL["selection"]))
+        **RIVALS_SMALL["settings"], **ERASE_CHOSEN, selection={**RIVALS_SMALL["selection"], **ERASE_EVIDENCE}))
     eval_batch_size: int = 32
     base_seed: int = 0
     data_seed: int = 0
@@ -144,39 +148,26 @@ class ExperimentConfig(SettingsAliases):
         return asdict(self)
 
 
-#: Named sizes: "small" is the laptop default (one seed of one task in about 3 minutes on 2
-#: CPU cores once the base is cached), "tiny" runs in seconds (tests, smoke runs).
+#: Named sizes: "small" is the laptop default (the default book runs it), "tiny" runs in seconds
+#: (tests, smoke runs). Why the "small" values:
 #:
-#: Why the "small" values (measured on MovieLens, 2 shared CPU cores, seed 0; the report in the
-#: book has the numbers):
-#:
-#: * 8 training epochs, not 3: computing b alone (gradients of the 2k old and new examples of a
-#:   10% QM/RC request) costs 7% of a 3-epoch retraining, so an erase could not cost ≤ 1/10 of
-#:   Retrain; after 8 epochs the adapter also fits its data more (RC: JSD Corrupted–Retrain 0.046
-#:   / 0.108 bits on test / corrected examples, against 0.016 / 0.024 after 3 epochs). Four
-#:   trainings (Corrupted, Retrain, SISA's fit and its retraining of all 4 shards, which a
-#:   uniformly drawn 10% request always touches) then fill most of the 3 minutes.
-#: * damping λ = 0.2 and 24 solver steps of 16 examples, with λ_max given (4.0): "auto" damping
-#:   runs Lanczos on 4 batches × 20 iterations (80 mini-batch HVPs, more than the solve) and
-#:   returned λ = 0.96–2.6 (its margin for the negative curvature of a non-converged adapter),
-#:   which shrinks the update to 1% of Retrain's change: RC test / corrected JSD fell 9% / 12%.
-#:   Fixed λ on the same request: 0.5 → 14% / 20%, 0.2 → 20% / 31%, 0.1 → 21% / 37%, 0.05 → the
-#:   iteration blew up along negative curvature (JSD ×2.9 / ×1.4). 0.2 keeps a margin from that.
-#:   λ_max was 3.7–5.9 by Lanczos on RC and 2.5 on IR; 4.0 sets the step 1/(λ_max + λ), and the
-#:   heavy-ball iteration stays stable up to eigenvalues of about 12. With λ below the most
-#:   negative curvature the quadratic is not convex and 24 steps do not converge (estimated
-#:   relative change 0.5–0.7): the answer is an early-stopped, spectrally filtered estimate of
-#:   (H + λI)⁻¹b, and it is reported as such.
-#: * text prompts, not LLaRA's hybrid prompt (``hybrid=False``). Measured on MovieLens RC 10%,
-#:   seeds 0 and 1, Corrupted / Retrain / LLMEraser, same settings otherwise (SASRec: the
-#:   default :class:`~eraserlab.rec.sasrec.SASRecConfig`, MLP projector): Retrain's HR@1 was
-#:   0.281 / 0.279 text-only and 0.281 / 0.285 hybrid (no gain), its test loss 2.966 / 2.953
-#:   against 3.020 / 3.048 (worse), and the erase moved less of the way: test JSD to Retrain
-#:   Corrupted → LLMEraser 0.0457 → 0.0363 and 0.0466 → 0.0366 text-only (−21%), 0.097 → 0.090
-#:   and 0.078 → 0.077 hybrid (−8%, −1%); ΔΘ cosine with Retrain's change 0.26 / 0.30 against
-#:   0.09 / 0.09. The projector (LLaRA's two layers, 6.3k parameters here) joins the erased
-#:   parameters and is far from a minimum after 8 epochs. Rerun with
+#: * 8 training epochs: an erase pays for the gradients of the request's old and new examples
+#:   whatever the training cost, so with few epochs even that alone is a large share of one
+#:   retraining; longer training also makes Corrupted and Retrain differ by more than
+#:   retraining's own noise, which the chapters' effect sizes check on every run.
+#: * damping λ = 0.2 and 24 solver steps with λ_max given: "auto" damping runs Lanczos (more
+#:   mini-batch products than the solve itself) and its margin for the negative curvature of a
+#:   non-converged adapter shrinks the update; smaller fixed λ made the iteration blow up along
+#:   negative curvature. λ_max sets the step 1/(λ_max + λ). Below the most negative curvature
+#:   the quadratic is not convex and 24 steps do not converge: the answer is an early-stopped
+#:   estimate of (H + λI)⁻¹b, and the run's record says so (``erase_diagnostics``).
+#:   ``benchmarks/erase_vs_retrain.py`` measures this erase against Retrain.
+#: * text prompts, not LLaRA's hybrid prompt (``hybrid=False``): the hybrid prompt's projector
+#:   joins the erased parameters and is far from a minimum after 8 epochs, and it did not help
+#:   Retrain here; compare with
 #:   ``run_experiment("movielens", "rc", config=dataclasses.replace(PRESETS["small"], hybrid=True))``.
+#: * the Gauss–Newton erases' settings: chosen on the validation split by
+#:   ``benchmarks/erase_selection.py`` (:mod:`eraserlab.erase_settings`), "auto" where it has not run.
 #: * RecEraser's, APA's and E2URec's settings: chosen on the validation split
 #:   (``eval_split="val"``) by ``benchmarks/rec_rivals_selection.py``, which writes the choice
 #:   and its evidence to :mod:`eraserlab.rec.rival_settings` (``settings.selection`` in every
