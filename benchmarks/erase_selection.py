@@ -184,10 +184,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started, machine = time.perf_counter(), reporting.machine()
     result = {arm: select_arm(arm, arguments.size, arguments.cache_dir) for arm in arguments.arms}
     path = reporting.write_record(arguments, result, started, machine)
-    if arguments.size == "default":
-        write_settings_module({arm: {"settings": entry["chosen"], "selection": {k: v for k, v in entry.items()
-                                                                               if k != "chosen"}}
-                               for arm, entry in result.items()})
+    if arguments.size == "default":  # the arms not run this time keep their earlier choice
+        from eraserlab.erase_settings import ERASE_SMALL
+
+        write_settings_module({**ERASE_SMALL, **{arm: {"settings": entry["chosen"],
+                                                        "selection": {k: v for k, v in entry.items() if k != "chosen"}}
+                                                  for arm, entry in result.items()}})
     for arm, entry in result.items():
         print(f"{arm}: chose {entry['chosen']}")
         print(reporting.format_table(entry["one_step"], ["damping_factor", "max_steps", *COLUMNS]))

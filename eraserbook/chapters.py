@@ -102,12 +102,12 @@ def judge_settings(runs: pd.DataFrame, results: Path) -> pd.DataFrame:
     Writes ``judged.csv`` and glues what the prose quotes, keyed by setting as the other numbers
     (``movielens_rc_10_llmeraser_r_forget_loss``, ``movielens_rc_10_effect_jsd_test_low``...).
     """
+    from myst_nb import glue
+
     from eraserbook import judging
 
     table = judging.judged(runs, SETTING)
     table.to_csv(results / "judged.csv", index=False)
-    from myst_nb import glue
-
     glue("n_retrains", int(runs["retrains"].max()), display=False)
     judging.glue_judged(table, lambda row: f"{row.dataset}_{row.task}_{int(round(row.ratio * 100))}")
     return table

@@ -6,7 +6,6 @@ split against K retrains, and the rule that chose; both go into every run's reco
 """
 
 
-
 def chosen(arm: str) -> tuple[dict, dict]:
     """(the arm's chosen MethodSettings fields, their selection evidence); empty where none was chosen."""
     entry = ERASE_SMALL.get(arm)

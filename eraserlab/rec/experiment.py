@@ -60,7 +60,7 @@ from eraserlib.adapters import clone_adapter_model
 from eraserlib.requests import InstanceRemoval, QueryModification, ResponseCorrection
 from eraserlib.storage import jsonable
 from eraserlib.training import TrainConfig
-from eraserlab import protocol
+from eraserlab import erase_settings, protocol
 from eraserlab.profiling import resolve_device
 from eraserlab.protocol import MethodSettings, SettingsAliases
 from eraserlab.rec.evaluator import Evaluator
@@ -80,11 +80,7 @@ from eraserlab.rec.sasrec import (
     sasrec_item_embeddings,
     training_sequences,
 )
-from eraserlab import erase_settings
 from eraserlab.rec.rival_settings import RIVALS_SMALL
-
-#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
-ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("rec")
 from eraserlab.rec.rivals import PromptEmbedder, answer_logits, user_of
 from eraserlab.rec.scenarios import EVAL_SPLITS, build_scenario, task_family
 from eraserlab.rec.task import PromptEncoder, answer_loss
@@ -96,6 +92,9 @@ REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kin
 METHODS = protocol.method_names("rec")
 #: Methods that need the text-only prompt (not run with ``hybrid=True``).
 TEXT_ONLY_METHODS = ("receraser", "apa")
+#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
+ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("rec")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig(SettingsAliases):
