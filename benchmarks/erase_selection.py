@@ -96,7 +96,8 @@ def select_arm(arm: str, size: str, cache_dir: str | None) -> dict[str, Any]:
     run, base, preset = _runner(arm, size, cache_dir)
     settings = base.settings
     started = time.perf_counter()
-    frame = run(base, ["retrain", "llmeraser", "llmeraser_gn"])  # llmeraser_gn at damping "auto"
+    auto = dataclasses.replace(settings, gauss_newton_damping="auto", gauss_newton_options={})
+    frame = run(dataclasses.replace(base, settings=auto), ["retrain", "llmeraser", "llmeraser_gn"])
     retrain_seconds = float(frame.loc["retrain", "time_s"])
     reference = {"retrain_time_s": retrain_seconds,
                  "hessian_one_step": _row(frame, "llmeraser", retrain_seconds, method="llmeraser"),

@@ -78,7 +78,9 @@ REQUEST_KINDS = {"rc": eraserlib.ResponseCorrection.kind, "qm": eraserlib.QueryM
 #: Every method registered for this arm; a task runs those that apply to its request (:mod:`eraserlab.protocol.methods`).
 METHODS = protocol.method_names("mllm")
 EVAL_SPLITS = ("test", "val")
-#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
+#: The solver's budget of the small preset's erases (see PRESETS for why).
+SMALL_ERASE_OPTIONS = {"top_eigenvalue": 20.0, "max_steps": 128}
+#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the Hessian erase's).
 ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("mllm")
 
 
@@ -125,7 +127,8 @@ class ExperimentConfig(SettingsAliases):
     lora_alpha: int = LORA_ALPHA
     train: TrainConfig = field(default_factory=finetune_config)
     settings: MethodSettings = field(default_factory=lambda: MethodSettings(
-        erase_damping=3.0, erase_options={"top_eigenvalue": 20.0, "max_steps": 128}, **ERASE_CHOSEN,
+        erase_damping=3.0, erase_options=dict(SMALL_ERASE_OPTIONS),
+        **{"gauss_newton_damping": 3.0, "gauss_newton_options": dict(SMALL_ERASE_OPTIONS), **ERASE_CHOSEN},
         selection=ERASE_EVIDENCE))
     eval_batch_size: int = 64
 
@@ -148,8 +151,9 @@ class ExperimentConfig(SettingsAliases):
 #: the full data's, so the step 1/(λ_max + λ) was too long and the solver diverged:
 #: ``top_eigenvalue`` = 20 is safe for both benchmarks. Batches of 32 gave the same answers as
 #: 16 at twice the cost a step. Fine-tuning on the corrected samples and gradient ascent run one
-#: epoch at the training learning rate, untuned. The Gauss–Newton erases' settings come from
-#: ``benchmarks/erase_selection.py`` (:mod:`eraserlab.erase_settings`), "auto" where it has not run.
+#: epoch at the training learning rate, untuned. The Gauss–Newton erases take the Hessian erase's
+#: damping and budget (the two curvatures compared at the same cost), unless
+#: ``benchmarks/erase_selection.py`` has written a choice to :mod:`eraserlab.erase_settings`.
 PRESETS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     "tiny": ExperimentConfig(
@@ -160,7 +164,9 @@ PRESETS: dict[str, ExperimentConfig] = {
         lora_rank=2, lora_alpha=4,
         train=finetune_config(epochs=1, batch_size=8, warmup_steps=2),
         settings=MethodSettings(erase_damping=3.0, erase_batch_size=8,
-                                erase_options={"top_eigenvalue": 20.0, "max_steps": 16}, sisa_shards=2),
+                                erase_options={"top_eigenvalue": 20.0, "max_steps": 16}, sisa_shards=2,
+                                gauss_newton_damping=3.0,
+                                gauss_newton_options={"top_eigenvalue": 20.0, "max_steps": 16}),
         eval_batch_size=32,
     ),
 }

@@ -92,7 +92,9 @@ REQUEST_KINDS = {"ir": InstanceRemoval.kind, "qm_removal": QueryModification.kin
 METHODS = protocol.method_names("rec")
 #: Methods that need the text-only prompt (not run with ``hybrid=True``).
 TEXT_ONLY_METHODS = ("receraser", "apa")
-#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the defaults).
+#: The solver's budget of the small preset's erases (see PRESETS for why).
+SMALL_ERASE_OPTIONS = {"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24}
+#: The Gauss–Newton erases' settings chosen by ``benchmarks/erase_selection.py`` (none: the Hessian erase's).
 ERASE_CHOSEN, ERASE_EVIDENCE = erase_settings.chosen("rec")
 
 
@@ -134,8 +136,9 @@ class ExperimentConfig(SettingsAliases):
     max_train_users: int | None = None
     max_test: int | None = 500
     settings: MethodSettings = field(default_factory=lambda: MethodSettings(
-        erase_damping=0.2, erase_options={"top_eigenvalue": 4.0, "first_window": 4, "max_steps": 24},
-        **RIVALS_SMALL["settings"], **ERASE_CHOSEN, selection={**RIVALS_SMALL["selection"], **ERASE_EVIDENCE}))
+        erase_damping=0.2, erase_options=dict(SMALL_ERASE_OPTIONS), **RIVALS_SMALL["settings"],
+        **{"gauss_newton_damping": 0.2, "gauss_newton_options": dict(SMALL_ERASE_OPTIONS), **ERASE_CHOSEN},
+        selection={**RIVALS_SMALL["selection"], **ERASE_EVIDENCE}))
     eval_batch_size: int = 32
     base_seed: int = 0
     data_seed: int = 0
@@ -165,8 +168,12 @@ class ExperimentConfig(SettingsAliases):
 #:   joins the erased parameters and is far from a minimum after 8 epochs, and it did not help
 #:   Retrain here; compare with
 #:   ``run_experiment("movielens", "rc", config=dataclasses.replace(PRESETS["small"], hybrid=True))``.
-#: * the Gauss–Newton erases' settings: chosen on the validation split by
-#:   ``benchmarks/erase_selection.py`` (:mod:`eraserlab.erase_settings`), "auto" where it has not run.
+#: * the Gauss–Newton erases' settings: the Hessian erase's damping and solver budget, so that the
+#:   two curvatures are compared at the same cost (a Gauss–Newton product costs about an HVP:
+#:   ``benchmarks/results/curvature_cost-default.json``); "auto" damping would first run Lanczos
+#:   on the Gauss–Newton matrix, a cost the Hessian erase, whose λ_max is given, does not pay.
+#:   ``benchmarks/erase_selection.py`` chooses them on the validation split instead and writes
+#:   :mod:`eraserlab.erase_settings`, which overrides these when it holds a choice.
 #: * RecEraser's, APA's and E2URec's settings: chosen on the validation split
 #:   (``eval_split="val"``) by ``benchmarks/rec_rivals_selection.py``, which writes the choice
 #:   and its evidence to :mod:`eraserlab.rec.rival_settings` (``settings.selection`` in every
@@ -179,7 +186,8 @@ PRESETS: dict[str, ExperimentConfig] = {
         lora=LoraSettings(rank=2, alpha=4),
         train=TrainConfig(epochs=1, lr=2e-3, batch_size=8, weight_decay=1e-3, decay_to=0.0),
         max_train_per_user=1, max_train_users=48, max_test=8,
-        settings=MethodSettings(erase_damping=0.2, erase_batch_size=8, erase_options={"max_steps": 24}, sisa_shards=2),
+        settings=MethodSettings(erase_damping=0.2, erase_batch_size=8, erase_options={"max_steps": 24}, sisa_shards=2,
+                                gauss_newton_damping=0.2, gauss_newton_options={"max_steps": 24}),
         eval_batch_size=8, sasrec=SASRecConfig(dim=8, layers=1, epochs=2),
     ),
 }
