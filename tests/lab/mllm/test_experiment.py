@@ -140,5 +140,5 @@ def test_tiny_preset_is_the_small_one_scaled_down():
     assert changed.isdisjoint({"query_corruption", "relation_level", "data_seed", "base_seed"})
     settings = {f.name for f in dataclasses.fields(small.settings)
                 if getattr(small.settings, f.name) != getattr(TINY.settings, f.name)}
-    assert settings <= {"erase_batch_size", "erase_options", "sisa_shards"}
+    assert settings <= {"erase_batch_size", "erase_options", "gauss_newton_options", "sisa_shards"}
     assert small.erase_damping == TINY.erase_damping == small.settings.erase_damping  # the former flat name
