@@ -26,7 +26,6 @@ cost at most ``BUDGET`` of one retraining; if none does, the cheapest. At ``--si
 from __future__ import annotations
 
 import dataclasses
-import pprint
 import time
 from pathlib import Path
 from typing import Any
@@ -169,11 +168,7 @@ def _gauss_newton_top(run, base) -> float:
 
 def write_settings_module(chosen: dict[str, Any]) -> None:
     """Rewrite :mod:`eraserlab.erase_settings` with the choice and its evidence (atomically)."""
-    head = SETTINGS_MODULE.read_text().split("ERASE_SMALL = ")[0]
-    body = pprint.pformat(chosen, width=110, sort_dicts=False)
-    temporary = SETTINGS_MODULE.with_name(f".{SETTINGS_MODULE.name}.partial")
-    temporary.write_text(f"{head}ERASE_SMALL = {body}\n")
-    temporary.replace(SETTINGS_MODULE)
+    reporting.rewrite_assignment(SETTINGS_MODULE, "ERASE_SMALL", chosen)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

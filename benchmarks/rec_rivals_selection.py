@@ -21,7 +21,6 @@ The K retrains are shared by the three runs (:class:`eraserlab.protocol.RetrainP
 from __future__ import annotations
 
 import dataclasses
-import pprint
 import time
 from pathlib import Path
 from typing import Any
@@ -75,11 +74,7 @@ def select(size: str, seed: int, cache_dir: str | None) -> dict[str, Any]:
 
 def write_settings_module(chosen: dict[str, Any], selection: dict[str, Any]) -> None:
     """Rewrite :mod:`eraserlab.rec.rival_settings` with the choice and its evidence."""
-    head = SETTINGS_MODULE.read_text().split("RIVALS_SMALL = ")[0]
-    body = pprint.pformat({"settings": chosen, "selection": selection}, width=110, sort_dicts=False)
-    temporary = SETTINGS_MODULE.with_name(f".{SETTINGS_MODULE.name}.partial")
-    temporary.write_text(f"{head}RIVALS_SMALL = {body}\n")
-    temporary.replace(SETTINGS_MODULE)
+    reporting.rewrite_assignment(SETTINGS_MODULE, "RIVALS_SMALL", {"settings": chosen, "selection": selection})
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

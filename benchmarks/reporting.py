@@ -148,3 +148,14 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in table]
     return "\n".join(lines)
+
+
+def rewrite_assignment(module: Path, name: str, value: Any) -> None:
+    """Rewrite the last assignment ``name = ...`` of a generated settings module with ``value`` (pretty-printed),
+    keeping everything before it (docstring, helpers); atomically (a partial file, then a rename)."""
+    import pprint
+
+    head = module.read_text().split(f"{name} = ")[0]
+    temporary = module.with_name(f".{module.name}.partial")
+    temporary.write_text(f"{head}{name} = {pprint.pformat(value, width=110, sort_dicts=False)}\n")
+    temporary.replace(module)
