@@ -213,6 +213,7 @@ def run_experiment(
     dataset: str = "movielens",
     task: str = "qm_removal",
     ratio: float = 0.1,
+    *,
     methods: Sequence[str] | None = None,
     seed: int = 0,
     model_size: str = "small",
@@ -223,7 +224,6 @@ def run_experiment(
     config: ExperimentConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    *,
     retrains: int | None = None,
     request_seed: int | None = None,
     retrain_pool: protocol.RetrainPool | None = None,
@@ -293,8 +293,9 @@ def run_experiment(
     base = load_base(dataset, config, base_model, device, data_dir, cache_dir, progress)
     data = load_task_data(dataset, data_dir, config.max_train_per_user, config.data_seed, tasks=(family,))[family]
     built = build_scenario(task, data, ratio, seed if request_seed is None else request_seed,
-                           base.info["heldout_users"], config.max_test, config.data_seed,
-                           max_train_users=config.max_train_users, eval_split=eval_split)
+                           excluded_users=base.info["heldout_users"], max_test=config.max_test,
+                           test_seed=config.data_seed, max_train_users=config.max_train_users,
+                           eval_split=eval_split)
     scenario = protocol.Scenario(train=built.train, request=built.request, retrain_data=built.retrain_data,
                                  forget=built.forget, corrected=built.corrected, test=built.test, notes=built.notes)
     item_text = config.pretrain.item_text if base_model is None else "title"

@@ -243,6 +243,7 @@ def pretrain_base(
     data_dir=None,
     model_config: ModelConfig | None = None,
     config: PretrainConfig | None = None,
+    *,
     seed: int = 0,
     data_seed: int = 0,
     cache_dir: str | os.PathLike | None = None,

@@ -91,6 +91,7 @@ def build_scenario(
     data,
     ratio: float,
     seed: int,
+    *,
     excluded_users: Collection[int] = (),
     max_test: int | None = None,
     test_seed: int = 0,
