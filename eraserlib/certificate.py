@@ -76,6 +76,7 @@ def gradient_certificate(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     batch_size: int = 16,
     compute_dtype: torch.dtype | None = torch.float32,
+    gradient_norm: float | None = None,
 ) -> Certificate:
     """‖∇R'(θ̂)‖, ‖∇R'(θ̂ + Δ)‖ and their ratio, R' the corrected training objective (module docstring).
 
@@ -94,6 +95,9 @@ def gradient_certificate(
         collate_fn: List of examples → batch (default ``default_collate``).
         batch_size: Examples per forward pass.
         compute_dtype: Dtype of the passes (``None``: the model's own).
+        gradient_norm: ‖∇R'(θ̂)‖ when it is already known, from an earlier certificate of the
+            same model, data and weight decay (several updates of one model share it): the
+            first pass is then skipped and this value used.
 
     Returns:
         The :class:`Certificate`.
@@ -108,7 +112,7 @@ def gradient_certificate(
     delta = getattr(delta, "delta", delta)
     objective = TrainingObjective(model, loss_fn, data_after_request, weight_decay=weight_decay,
                                   batch_size=batch_size, collate_fn=collate_fn, compute_dtype=compute_dtype)
-    before = _gradient_norm(objective)
+    before = _gradient_norm(objective) if gradient_norm is None else float(gradient_norm)
     parameters = dict(model.named_parameters())
     saved = {name: parameters[name].detach().clone() for name in delta if name in parameters}
     try:

@@ -93,3 +93,16 @@ def test_bad_inputs_are_refused(removal):
         certificate(model, [], {})
     with pytest.raises(KeyError, match="does not have"):
         certificate(model, retained, {"nope": torch.zeros(1)})
+
+
+def test_a_known_gradient_norm_skips_the_first_pass_and_gives_the_same_certificate(removal):
+    model, data, retained, request = removal
+    result = eraserlib.erase(model, logistic_loss, data, request, solver="exact", damping=0.0,
+                             weight_decay=WEIGHT_DECAY, collate_fn=collate, batch_size=64, progress=False)
+    full = certificate(model, retained, result)
+    passes = []
+    counted = lambda model, batch: passes.append(len(batch[0])) or logistic_loss(model, batch)  # noqa: E731
+    shared = gradient_certificate(model, counted, retained, result, weight_decay=WEIGHT_DECAY, collate_fn=collate,
+                                  batch_size=64, gradient_norm=full.gradient_norm)
+    assert shared == full
+    assert sum(passes) == len(retained)  # one pass over D', not two

@@ -115,8 +115,12 @@ def run_protocol(context: Context, evaluator: Evaluator, methods: Sequence[str],
         if name not in outputs:
             outputs[name] = _step(bar, name, lambda name=name: REGISTRY[name].run(context), heard)
     bar.close()
-    certificates = {name: _certificate(context, out.delta) for name, out in outputs.items()
-                    if out.delta is not None and context.settings.certificate}
+    certificates: dict[str, tuple[dict[str, Any], float]] = {}
+    for name, out in outputs.items():
+        if out.delta is not None and context.settings.certificate:
+            # the norm at Corrupted is the same for every update: the first certificate's pass serves all
+            known = next(iter(certificates.values()))[0]["gradient_norm"] if certificates else None
+            certificates[name] = _certificate(context, out.delta, known)
 
     evaluations, eval_times = {}, {}
     for name in tqdm(methods, desc="evaluate", disable=not context.progress, leave=False):
@@ -219,12 +223,14 @@ def _timed(evaluator: Evaluator, models) -> tuple[Evaluation, float]:
     return evaluation, time.perf_counter() - start
 
 
-def _certificate(context: Context, delta) -> tuple[dict[str, Any], float]:
-    """The gradient certificate of Corrupted + Δ on the retrain data, and its time."""
+def _certificate(context: Context, delta, gradient_norm: float | None = None) -> tuple[dict[str, Any], float]:
+    """The gradient certificate of Corrupted + Δ on the retrain data, and its time (with the pass at
+    Corrupted only when ``gradient_norm`` is not given)."""
     start = time.perf_counter()
     certificate = gradient_certificate(context.corrupted, context.loss_fn, context.scenario.retrain_data, delta,
                                        weight_decay=context.train_config.weight_decay,
-                                       collate_fn=context.collate_fn, batch_size=context.settings.erase_batch_size)
+                                       collate_fn=context.collate_fn, batch_size=context.settings.erase_batch_size,
+                                       gradient_norm=gradient_norm)
     return certificate.to_dict(), time.perf_counter() - start
 
 
