@@ -256,6 +256,7 @@ def run_experiment(
     retrains: int | None = None,
     request_seed: int | None = None,
     retrain_pool: protocol.RetrainPool | None = None,
+    leave_out: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run every method on one unlearning request and judge them against K retrains (module docstring).
 
@@ -285,6 +286,8 @@ def run_experiment(
             can share their retrains (``retrain_pool``).
         retrain_pool: Retrains shared by the run seeds of one request (see
             :class:`eraserlab.protocol.RetrainPool`).
+        leave_out: Methods not to run when ``methods`` is None (a budget's cut: the default
+            book runs the re-linearised erase in some chapters only).
 
     Returns:
         The tidy results frame, one row per method.
@@ -301,7 +304,7 @@ def run_experiment(
         if preset not in PRESETS:
             raise ValueError(f"Unknown preset {preset!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[preset]
-    methods = protocol.resolve_methods("mllm", REQUEST_KINDS[task], methods, task=task)
+    methods = protocol.resolve_methods("mllm", REQUEST_KINDS[task], methods, task=task, leave_out=leave_out)
     device = resolve_device(device)
     started = time.perf_counter()
 

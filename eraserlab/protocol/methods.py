@@ -191,7 +191,8 @@ def method_names(arm: str | None = None, kind: str | None = None) -> tuple[str, 
     return tuple(m.name for m in REGISTRY.values() if (kind in m.kinds_for(arm) if kind else m.kinds_for(arm)))
 
 
-def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: str | None = None) -> list[str]:
+def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: str | None = None,
+                    leave_out: Sequence[str] = ()) -> list[str]:
     """The methods to run, Corrupted first (every other starts from it or is compared with it).
 
     Args:
@@ -199,12 +200,20 @@ def resolve_methods(arm: str, kind: str, requested: Sequence[str] | None, task: 
         kind: The request kind (:data:`~eraserlab.protocol.scenario.KINDS`).
         requested: Names, or None for every method that applies.
         task: The arm's name of the task, for the error messages.
+        leave_out: Methods not to run when ``requested`` is None (a budget's cut: the default
+            book runs some methods on some settings only).
 
     Raises:
-        ValueError: an unknown method, or one that does not apply to the request.
+        ValueError: an unknown method, one that does not apply to the request, or one both
+            requested and left out.
     """
+    unknown = sorted(set(leave_out) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown} left out; choose from {tuple(REGISTRY)}.")
     if requested is None:
-        requested = method_names(arm, kind)
+        requested = [m for m in method_names(arm, kind) if m not in leave_out]
+    elif set(requested) & set(leave_out):
+        raise ValueError(f"{sorted(set(requested) & set(leave_out))} are both asked for and left out.")
     unknown = sorted(set(requested) - set(REGISTRY))
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; choose from {tuple(REGISTRY)}.")

@@ -32,7 +32,8 @@ Columns: ``dataset, task, ratio, seed, method``, the evaluator's metrics
   for the distances ``jsd_test``, ``jsd_corrected``, ``forget_loss``; ``retrains`` (K) and
   ``retrains_extra_time_s`` (the K − 1 extra retrains' training and evaluation);
 * ``certificate_ratio`` (‖∇R'(θ̂+Δ)‖ / ‖∇R'(θ̂)‖ of the erase, :mod:`eraserlib.certificate`),
-  ``certificate_gradient_norm``, ``certificate_gradient_norm_after``, ``certificate_time_s``;
+  ``certificate_gradient_norm``, ``certificate_gradient_norm_after``, ``certificate_time_s`` (the
+  erases of a run share the pass at Corrupted: the first erase's certificate time includes it);
 * ``time_s``, ``peak_memory_mb``, ``memory_kind``, ``time_what``: the cost of the method's own
   step (for Corrupted, training it), see :mod:`eraserlab.profiling`; ``setup_time_s``: SISA's
   initial training of all shards (RecEraser, APA: the partition and the shards' first training,
@@ -277,16 +278,15 @@ def run_experiment(
         if model_size not in PRESETS:
             raise ValueError(f"Unknown model_size {model_size!r}; one of {sorted(PRESETS)}.")
         config = PRESETS[model_size]
-    if methods is not None and set(methods) & set(leave_out):
-        raise ValueError(f"{sorted(set(methods) & set(leave_out))} are both asked for and left out.")
-    if methods is None:
-        methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in leave_out
-                   and not (config.hybrid and m in TEXT_ONLY_METHODS)]
-    elif config.hybrid and set(methods) & set(TEXT_ONLY_METHODS):
+    if methods is not None and config.hybrid and set(methods) & set(TEXT_ONLY_METHODS):
         # the partition embeds text-only prompts, and APA merges LoRA layers only
         raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
                          "(hybrid=False): their partition embeds text prompts with the base alone.")
-    methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task)
+    if methods is None and config.hybrid:
+        methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in TEXT_ONLY_METHODS
+                   and m not in leave_out]
+        leave_out = ()
+    methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task, leave_out=leave_out)
     device = resolve_device(device)
     started = time.perf_counter()
 

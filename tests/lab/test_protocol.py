@@ -212,6 +212,14 @@ def test_methods_are_registered_once_with_their_request_kinds():
         protocol.resolve_methods("rec", rc, ["recraser"])
     with pytest.raises(ValueError, match="applies to"):
         protocol.resolve_methods("rec", rc, ["gradient_ascent"], task="rc")
+    # a budget's cut: every method that applies except those left out; naming one both ways is an error
+    every = protocol.resolve_methods("mllm", rc, None)
+    assert protocol.resolve_methods("mllm", rc, None, leave_out=["llmeraser_gn_steps", "sisa"]) == [
+        m for m in every if m not in ("llmeraser_gn_steps", "sisa")]
+    with pytest.raises(ValueError, match="both asked for and left out"):
+        protocol.resolve_methods("rec", rc, ["sisa", "retrain"], leave_out=["sisa"])
+    with pytest.raises(ValueError, match="Unknown methods"):
+        protocol.resolve_methods("rec", rc, None, leave_out=["sysa"])
     with pytest.raises(ValueError, match="registered already"):
         protocol.register("sisa")(lambda context: None)
     with pytest.raises(ValueError, match="Unknown request kinds"):
