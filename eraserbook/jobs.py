@@ -85,7 +85,7 @@ def make_jobs(
         RunnerError: an override names a parameter that the notebook does not declare.
     """
     profiles = Profiles.load(root / PROFILES_FILE)
-    unknown = sorted(set(profiles.overrides) - set(notebook_names(root)))
+    unknown = sorted((set(profiles.overrides) | set(profiles.start_first)) - set(notebook_names(root)))
     if unknown:
         raise RunnerError(
             f"{PROFILES_FILE}: no notebook named {', '.join(unknown)} in {NOTEBOOKS_DIR}/"

@@ -6,7 +6,9 @@
 * ``paper``   the paper's model sizes, for a GPU.
 
 The file holds, per notebook and per profile, only the parameters that differ from the
-notebook's own defaults (its cell tagged ``parameters``).
+notebook's own defaults (its cell tagged ``parameters``), and ``start_first``: the notebooks a
+parallel build starts before the others (the longest, so that the rest fill the other kernels
+meanwhile instead of leaving the longest to run alone at the end).
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ class Profiles:
     Attributes:
         descriptions: profile name -> one-line description.
         overrides: notebook name -> profile name -> {parameter: value}.
+        start_first: notebook names a parallel build starts first, in this order (the rest
+            follow in toc order).
     """
 
     descriptions: dict[str, str]
     overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    start_first: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> Profiles:
@@ -82,7 +87,10 @@ class Profiles:
                         f"{path}: notebooks.{notebook}.{profile} must map parameter names to values"
                     )
                 per_profile[profile] = params or {}
-        return cls(descriptions=descriptions, overrides=overrides)
+        start_first = data.get("start_first") or []
+        if not isinstance(start_first, list) or not all(isinstance(name, str) for name in start_first):
+            raise RunnerError(f"{path}: 'start_first' must be a list of notebook names")
+        return cls(descriptions=descriptions, overrides=overrides, start_first=tuple(start_first))
 
     def parameters_for(self, notebook: str, profile: str) -> dict[str, Any]:
         """The overrides of ``notebook`` under ``profile`` (empty: the notebook's own defaults)."""

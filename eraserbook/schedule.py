@@ -11,7 +11,7 @@ from eraserbook.errors import RunnerError
 from eraserbook.execute import Outcome, execute, kernel_environment
 from eraserbook.jobs import Job, input_stamp, is_up_to_date, make_jobs, results_read_by
 from eraserbook.layout import reading_order, stage
-from eraserbook.profiles import check_profile
+from eraserbook.profiles import PROFILES_FILE, Profiles, check_profile
 
 
 def run(
@@ -28,7 +28,8 @@ def run(
 ) -> bool:
     """Executes notebooks under a profile, skipping those whose inputs have not changed.
 
-    With ``jobs`` > 1 up to that many notebooks run at once, each in its own kernel; a notebook
+    With ``jobs`` > 1 up to that many notebooks run at once, each in its own kernel, those the
+    profiles file lists under ``start_first`` first, then the others in toc order; a notebook
     that reads another's results (``reads_results_of``) starts only after that one finished.
     Notebooks that need the same cached base model wait for each other instead of training it
     twice (:func:`eraserlab.cache.cache_lock`).
@@ -62,6 +63,8 @@ def run(
     label = {job.name: f"[{index}/{len(todo)}] {job.name:<{width}} ({profile}) " for index, job in enumerate(todo, 1)}
     if jobs == 1:
         return _run_in_turn(todo, label, force, keep_going, cell_timeout)
+    first = Profiles.load(root / PROFILES_FILE).start_first
+    todo.sort(key=lambda job: first.index(job.name) if job.name in first else len(first))  # stable: toc order after
     return _run_in_parallel(todo, label, force, keep_going, cell_timeout, jobs)
 
 
@@ -95,7 +98,7 @@ def _run_in_turn(todo: list[Job], label: dict[str, str], force: bool, keep_going
 
 def _run_in_parallel(todo: list[Job], label: dict[str, str], force: bool, keep_going: bool,
                      cell_timeout: int | None, jobs: int) -> bool:
-    """Runs up to ``jobs`` notebooks at once in toc order, each after the chapters it reads."""
+    """Runs up to ``jobs`` notebooks at once in ``todo``'s order, each after the chapters it reads."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 

@@ -391,6 +391,26 @@ def test_parallel_jobs_overlap_but_a_reader_waits_for_what_it_reads(tmp_path):
     assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 3
 
 
+def test_a_parallel_build_starts_the_notebooks_listed_under_start_first_before_the_others(tmp_path):
+    root = make_parallel_book(tmp_path / "book_root")
+    reader = root / "notebooks" / "reader.ipynb"  # made independent: three chapters, none reads another
+    notebook = nbformat.read(reader, as_version=4)
+    notebook.metadata.pop("eraser_book")
+    nbformat.write(notebook, reader)
+    profiles = root / "notebooks" / "profiles.yml"
+    profiles.write_text(profiles.read_text() + "start_first: [other]\n")
+    result = cli(root, "run", "--jobs", "2", "-p", "reads", "", clean_env=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = Layout(root, "default")
+    runs = {name: json.loads((layout.results(name) / "run.json").read_text()) for name in ("slow", "reader", "other")}
+    # toc order would start slow and reader, and other only once reader ended
+    assert runs["other"]["started"] < runs["slow"]["ended"]
+    assert runs["reader"]["started"] >= runs["other"]["ended"]
+    profiles.write_text(profiles.read_text() + "start_first: [nowhere]\n")
+    unknown = cli(root, "run", "--jobs", "2")
+    assert unknown.returncode != 0 and "no notebook named nowhere" in unknown.stderr
+
+
 def test_parallel_jobs_do_not_run_a_reader_of_a_failed_chapter(tmp_path):
     root = make_parallel_book(tmp_path / "book_root")
     result = cli(root, "run", "--jobs", "2", "--keep-going", "-p", "fail", "true",
