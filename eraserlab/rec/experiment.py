@@ -283,9 +283,7 @@ def run_experiment(
         raise ValueError(f"{sorted(set(methods) & set(TEXT_ONLY_METHODS))} need the text-only prompt "
                          "(hybrid=False): their partition embeds text prompts with the base alone.")
     if methods is None and config.hybrid:
-        methods = [m for m in protocol.method_names("rec", REQUEST_KINDS[task]) if m not in TEXT_ONLY_METHODS
-                   and m not in leave_out]
-        leave_out = ()
+        leave_out = [*leave_out, *TEXT_ONLY_METHODS]
     methods = protocol.resolve_methods("rec", REQUEST_KINDS[task], methods, task=task, leave_out=leave_out)
     device = resolve_device(device)
     started = time.perf_counter()
