@@ -18,6 +18,7 @@ from benchmarks import (
     lds,
     memorised_removal,
     recipe_stand_in,
+    relinearised_erase,
     reporting,
     scaling,
     solver_accuracy,
@@ -256,3 +257,23 @@ def test_matching_speed(tmp_path):
     record = _record(out)
     assert {r["form"] for r in record["results"]} == {"token_rows", "tensors", "hf_dataset"}
     assert all({"n", "index_seconds", "microseconds_per_example", "lookup_seconds"} <= set(r) for r in record["results"])
+
+
+def test_relinearised_erase(tmp_path):
+    from eraserlab import datasets
+
+    try:
+        if not (datasets.data_dir() / "ml-100k").is_dir():
+            pytest.skip("MovieLens is absent")
+    except datasets.MissingDataError as error:
+        pytest.skip(f"no data folder: {error}")
+    out = tmp_path / "relinearised_erase.json"
+    relinearised_erase.main(["--size", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    record = _record(out)
+    assert {r["setting"] for r in record["rows"]} == {"movielens ir 0.1", "spurious rc 0.4"}
+    steps = [r for r in record["rows"] if r["method"] == "llmeraser_gn_steps"]
+    assert len(steps) == 2 and all(r["cost_share"] > 0 and "r/jsd_test" in r for r in steps)
+    corrupted = [r for r in record["rows"] if r["method"] == "corrupted"]
+    assert all(r["r/jsd_test"] == 1.0 for r in corrupted)  # the protocol's anchor
+    with pytest.raises(SystemExit, match="unknown settings"):
+        relinearised_erase.main(["--size", "tiny", "--settings", "lastfm:qm", "--out", str(out)])
