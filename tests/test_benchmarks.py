@@ -74,9 +74,8 @@ def test_erase_vs_retrain_tiny_lora(tmp_path):
         assert row["retrain_s"] > 0 and row["llmeraser_s"] > 0
 
 
-def test_erase_vs_retrain_rec(tmp_path):
-    if not erase_vs_retrain.rec_available():
-        pytest.skip("the recommendation experiment is not importable")
+def _require_movielens():
+    """Skips the test when the MovieLens files are not in the data folder."""
     from eraserlab import datasets
 
     try:
@@ -84,6 +83,12 @@ def test_erase_vs_retrain_rec(tmp_path):
             pytest.skip("MovieLens is absent")
     except datasets.MissingDataError as error:
         pytest.skip(f"no data folder: {error}")
+
+
+def test_erase_vs_retrain_rec(tmp_path):
+    if not erase_vs_retrain.rec_available():
+        pytest.skip("the recommendation experiment is not importable")
+    _require_movielens()
     out = tmp_path / "erase_vs_retrain.json"
     erase_vs_retrain.main(["--size", "tiny", "--backend", "rec", "--cache-dir", str(tmp_path / "cache"),
                            "--out", str(out)])
@@ -260,13 +265,7 @@ def test_matching_speed(tmp_path):
 
 
 def test_relinearised_erase(tmp_path):
-    from eraserlab import datasets
-
-    try:
-        if not (datasets.data_dir() / "ml-100k").is_dir():
-            pytest.skip("MovieLens is absent")
-    except datasets.MissingDataError as error:
-        pytest.skip(f"no data folder: {error}")
+    _require_movielens()
     out = tmp_path / "relinearised_erase.json"
     relinearised_erase.main(["--size", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     record = _record(out)
