@@ -77,6 +77,7 @@ def gradient_certificate(
     batch_size: int = 16,
     compute_dtype: torch.dtype | None = torch.float32,
     gradient_norm: float | None = None,
+    process_group: Any = None,
 ) -> Certificate:
     """‖∇R'(θ̂)‖, ‖∇R'(θ̂ + Δ)‖ and their ratio, R' the corrected training objective (module docstring).
 
@@ -98,6 +99,9 @@ def gradient_certificate(
         gradient_norm: ‖∇R'(θ̂)‖ when it is already known, from an earlier certificate of the
             same model, data and weight decay (several updates of one model share it): the
             first pass is then skipped and this value used.
+        process_group: Who shares the passes, as in :func:`eraserlib.erase`: None — every rank of
+            the default process group when ``torch.distributed`` is initialised, else this process;
+            ``False`` — this process alone.
 
     Returns:
         The :class:`Certificate`.
@@ -111,7 +115,8 @@ def gradient_certificate(
         raise ValueError("data_after_request is empty: the corrected objective needs the examples the request leaves.")
     delta = getattr(delta, "delta", delta)
     objective = TrainingObjective(model, loss_fn, data_after_request, weight_decay=weight_decay,
-                                  batch_size=batch_size, collate_fn=collate_fn, compute_dtype=compute_dtype)
+                                  batch_size=batch_size, collate_fn=collate_fn, compute_dtype=compute_dtype,
+                                  process_group=process_group)
     before = _gradient_norm(objective) if gradient_norm is None else float(gradient_norm)
     parameters = dict(model.named_parameters())
     saved = {name: parameters[name].detach().clone() for name in delta if name in parameters}

@@ -276,3 +276,14 @@ def test_relinearised_erase(tmp_path):
     assert all(r["r/jsd_test"] == 1.0 for r in corrupted)  # the protocol's anchor
     with pytest.raises(SystemExit, match="unknown settings"):
         relinearised_erase.main(["--size", "tiny", "--settings", "lastfm:qm", "--out", str(out)])
+
+
+def test_parallel_experiment_speed_up_runs_tiny(tmp_path):
+    _require_movielens()
+    from benchmarks import parallel_experiment
+
+    out = tmp_path / "parallel_experiment.json"
+    parallel_experiment.main(["--size", "tiny", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    record = _record(out)
+    assert [r["processes"] for r in record["runs"]] == [1, 2]
+    assert all(r["seconds"] > 0 for r in record["runs"]) and record["results_equal"] is True

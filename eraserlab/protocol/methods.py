@@ -273,13 +273,18 @@ def llmeraser_gn_steps(context: Context) -> MethodOutput:
 
 
 def _erase(context: Context, what: str, record_key: str, **erase_arguments: Any) -> MethodOutput:
-    """Corrupted + ``eraserlib.erase(...)`` with ``erase_arguments``, timed; its diagnostics under ``record_key``."""
+    """Corrupted + ``eraserlib.erase(...)`` with ``erase_arguments``, timed; its diagnostics under ``record_key``.
+
+    The erase runs in this process alone (``process_group=False``) even under ``torchrun``: an experiment
+    on several processes shares out its seeds (:mod:`eraserlab.parallel`), so the ranks run different
+    erases, and a data-parallel one would wait for ranks that never join it."""
     settings, model = context.settings, context.from_corrupted()
     with measure(context.device) as usage:
         result = eraserlib.erase(model, context.loss_fn, context.scenario.train, context.scenario.request,
                                  solver=settings.erase_solver, weight_decay=context.train_config.weight_decay,
                                  collate_fn=context.collate_fn, batch_size=settings.erase_batch_size,
-                                 seed=context.seed, progress=context.progress, **erase_arguments)
+                                 seed=context.seed, progress=context.progress, process_group=False,
+                                 **erase_arguments)
         eraserlib.apply_delta(model, result.delta)
     return MethodOutput([model], cost_columns(usage, what), record={record_key: dict(result.diagnostics)},
                         delta=result.delta)

@@ -69,6 +69,11 @@ class RetrainPool:
             digest.update(data_digest(examples).encode())
         return digest.hexdigest()
 
+    def lookup(self, key: str, *, seed: int, method: str = "retrain") -> PooledRetrain | None:
+        """What the runner asks before training Corrupted or the retrain of ``seed``: the pooled entry, or None
+        (train it, then :meth:`put`). A pool shared between processes answers from another rank here."""
+        return self.get(key)
+
     def get(self, key: str) -> PooledRetrain | None:
         found = self.entries.get(key)
         if found is not None:
@@ -76,7 +81,8 @@ class RetrainPool:
         return found
 
     def put(self, key: str, model: torch.nn.Module, evaluation: Any, eval_time_s: float, cost: dict[str, Any],
-            record: dict[str, Any]) -> None:
+            record: dict[str, Any], *, seed: int | None = None, method: str = "retrain") -> None:
+        """Keep what was trained for ``key`` (``seed`` and ``method`` say what it is, for a shared pool)."""
         self.entries[key] = PooledRetrain({k: v.cpu() for k, v in adapter_state(model).items()}, evaluation,
                                           eval_time_s, dict(cost), dict(record))
         self.trained += 1

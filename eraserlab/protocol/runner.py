@@ -184,7 +184,7 @@ def _trained(method: str, context: Context, evaluator: Evaluator, pool: RetrainP
         data = scenario.train if method == "corrupted" else scenario.retrain_data
         key = pool.key(context.seed, data, [scenario.test, scenario.forget, scenario.corrected, *scenario.extra.values()],
                        context.train_config, method=method)
-        found = pool.get(key)
+        found = pool.lookup(key, seed=context.seed, method=method)
         if found is not None:
             model = context.fresh()
             with torch.no_grad():
@@ -196,7 +196,8 @@ def _trained(method: str, context: Context, evaluator: Evaluator, pool: RetrainP
     output = REGISTRY[method].run(context)
     evaluation, seconds = _timed(evaluator, output.models)
     if pool is not None:
-        pool.put(key, output.models[0], evaluation, seconds, output.cost, output.record)
+        pool.put(key, output.models[0], evaluation, seconds, output.cost, output.record, seed=context.seed,
+                 method=method)
     return _Retrain(output, evaluation, seconds, reused=False)
 
 
@@ -230,7 +231,7 @@ def _certificate(context: Context, delta, gradient_norm: float | None = None) ->
     certificate = gradient_certificate(context.corrupted, context.loss_fn, context.scenario.retrain_data, delta,
                                        weight_decay=context.train_config.weight_decay,
                                        collate_fn=context.collate_fn, batch_size=context.settings.erase_batch_size,
-                                       gradient_norm=gradient_norm)
+                                       gradient_norm=gradient_norm, process_group=False)
     return certificate.to_dict(), time.perf_counter() - start
 
 
