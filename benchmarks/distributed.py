@@ -65,6 +65,7 @@ def worker(size_name: str, out: Path) -> None:
 
     def once():
         return eraserlib.erase(model, language_model_loss, data, request, solver="cg", options=options,
+                               curvature="hessian",
                                damping=size["damping"],
                                batch_size=size["batch_size"], progress=False)
 

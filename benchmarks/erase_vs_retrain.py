@@ -112,7 +112,7 @@ def run_tiny_lora(ratios: list[float], size: str, seed: int) -> list[dict]:
             model.load_state_dict(models["corrupted"].state_dict())
             with measure() as usage:
                 result = eraserlib.erase(model, language_model_loss, trained_on, request, batch_size=32, seed=seed,
-                                         progress=False)
+                                         curvature="hessian", progress=False)
                 eraserlib.apply_delta(model, result.delta)
             models["llmeraser"], costs["llmeraser"] = model, usage
             reference = _change(models["retrain"], models["corrupted"])

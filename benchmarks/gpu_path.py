@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with measure(device) as usage:
             result = eraserlib.erase(model, language_model_loss, train_data,
                                      eraserlib.InstanceRemoval(train_data[-k:]), solver="llmeraser",
-                                     batch_size=shape["batch_size"], compute_dtype=None, options={"max_steps": steps},
+                                     curvature="hessian", batch_size=shape["batch_size"], compute_dtype=None, options={"max_steps": steps},
                                      seed=arguments.seed, progress=False)
         diagnostics = result.diagnostics
         record["erase"] = {

@@ -102,6 +102,7 @@ def worker(arguments) -> None:
         start = time.perf_counter()
         result = eraserlib.erase(model, gpu_path.language_model_loss, train_data,
                                  eraserlib.InstanceRemoval(train_data[-k:]), solver="llmeraser", batch_size=B * world,
+                                 curvature="hessian",
                                  compute_dtype=None, options={"max_steps": arguments.steps}, seed=arguments.seed,
                                  progress=False)
         erase.update(seconds=time.perf_counter() - start, steps=result.diagnostics["steps"],

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (erase, correct):
         command.add_argument("--solver", default="llmeraser", help="llmeraser (default), cg, lissa, exact, datainf")
         command.add_argument("--damping", type=_damping, default="auto", help="λ ≥ 0 or 'auto' (default)")
+        command.add_argument("--curvature", choices=["hessian", "gauss_newton"], default="hessian",
+                             help="hessian (default, the paper's) or gauss_newton (positive semi-definite: for an "
+                                  "adapter whose Hessian is indefinite)")
         command.add_argument("--batch-size", type=int, default=16, help="examples per forward pass (default 16)")
         command.add_argument("--seed", type=int, default=0, help="seeds every random choice (default 0)")
         command.add_argument("--weight-decay", type=float, default=0.0,

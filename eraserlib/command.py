@@ -110,8 +110,9 @@ def _erase(args: Namespace, model: Any, examples: list, request: Any, collate: A
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EraseWarning)
         result = eraserlib.erase(model, eraserlib.causal_lm_loss, examples, request, solver=args.solver,
-                                 options=dict(args.option), damping=args.damping, weight_decay=args.weight_decay,
-                                 collate_fn=collate, batch_size=args.batch_size, seed=args.seed)
+                                 options=dict(args.option), damping=args.damping, curvature=args.curvature,
+                                 weight_decay=args.weight_decay, collate_fn=collate, batch_size=args.batch_size,
+                                 seed=args.seed)
     said = []
     for warning in caught:
         if issubclass(warning.category, EraseWarning):

@@ -6,6 +6,24 @@ H the Hessian of the training objective (1/n) Σ ℓ + (wd/2)‖θ‖² at the t
 b the request's right-hand side (:mod:`eraserlib.requests`), λ a damping. This is one Newton
 step from θ̂ on the training objective *after* the request, i.e. the first-order estimate of
 what retraining would do (the book's chapter 2 derives it).
+
+**The defaults** — the Hessian (``curvature="hessian"``), one step (``steps=1``), the "auto"
+damping of :mod:`eraserlib.damping` — were kept after measuring the alternatives against
+retraining's noise (the normalised residual r of ``eraserlab.protocol``, 3 seeds, every setting
+of the book; ``benchmarks/results/relinearised_erase-default-*.json`` and the chapters' tables):
+
+* Gauss–Newton curvature, one step, at the Hessian's damping and solver budget is as close to
+  retraining as the Hessian on every setting (the seeds' r overlap), so switching gains nothing
+  there; with its own "auto" rule it goes further on a memorised record but raises the loss on
+  the retained data while both retrains lower it (``benchmarks/results/recipe_stand_in-default.json``),
+  and a default should not trade the data a user keeps for the data they remove.
+* k re-linearised steps cost several one-step erases (a large share of a retraining at these
+  sizes) and moved r further from retraining on the removals and query modifications than one
+  step did; they pay where the corrected objective is far from its minimum after one step.
+* So Gauss–Newton, steps and the removal mode are options for the cases the default cannot
+  serve, and the errors and rails name them there: an indefinite Hessian
+  (:class:`~eraserlib.errors.NegativeCurvatureError`), a base sharded with FSDP (double backward
+  fails there), a memorised record (``removal="match_heldout"``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ keeps the shape the book's cost chapter reads.
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from benchmarks import (
@@ -274,6 +275,9 @@ def test_relinearised_erase(tmp_path):
     assert len(steps) == 2 and all(r["cost_share"] > 0 and "r/jsd_test" in r for r in steps)
     corrupted = [r for r in record["rows"] if r["method"] == "corrupted"]
     assert all(r["r/jsd_test"] == 1.0 for r in corrupted)  # the protocol's anchor
+    assert all(0 <= r["resolved_seeds/forget_loss"] <= r["seeds"] for r in record["rows"])
+    runs = pd.read_csv(out.with_suffix(".runs.csv"))  # every run's row beside the summary
+    assert set(runs.setting) == {"movielens ir 0.1", "spurious rc 0.4"} and len(runs) == 2 * 5
     with pytest.raises(SystemExit, match="unknown settings"):
         relinearised_erase.main(["--size", "tiny", "--settings", "lastfm:qm", "--out", str(out)])
 

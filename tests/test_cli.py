@@ -138,6 +138,19 @@ def test_reads_csv_and_parquet(tiny_facts, tmp_path, capsys, suffix):
     assert not (tmp_path / "out").exists()
 
 
+def test_curvature_is_chosen_on_the_command_line(tiny_facts, tmp_path, capsys):
+    forget = _jsonl(tmp_path / "forget.jsonl", tiny_facts.rows[:2])
+    out = tmp_path / "out"
+    code = main(["erase", *_common(tiny_facts, out), "--forget", str(forget), "--solver", "cg", "--batch-size", "8",
+                 "--curvature", "gauss_newton"])
+    assert code == 0, capsys.readouterr().err
+    diagnostics = json.loads((out / MANIFEST_NAME).read_text())["diagnostics"]
+    assert diagnostics["curvature"] == "gauss_newton" and diagnostics["gauss_newton_count"] > 0
+    assert main(["erase", *_common(tiny_facts, tmp_path / "other"), "--forget", str(forget), "--curvature",
+                 "fisher"]) == 2  # a usage error, before any work
+    assert not (tmp_path / "other").exists()
+
+
 def test_dry_run_checks_without_writing(tiny_facts, tmp_path, capsys):
     forget = _jsonl(tmp_path / "forget.jsonl", tiny_facts.rows[:2])
     out = tmp_path / "out"

@@ -14,41 +14,24 @@ A is waiting on x only if x < y (in ``seeds`` order) and y is not A's current se
 waits on y only if y < x. Both cannot hold.
 """
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch.distributed as dist
+from launching import run_to_end
 
 from eraserlab.parallel import SharedRetrainPool, check_out
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("parallel_worker.py")
 TIMEOUT = 600
 
 
-def launch(out: Path, world_size: int, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(WORKER), str(out), *extra] if world_size == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
-        str(WORKER), str(out), *extra]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the {world_size}-rank launch hung for {TIMEOUT} s:\n{output[-4000:]}")
-    return subprocess.CompletedProcess(command, process.returncode, output)
+def launch(out: Path, world_size: int, *extra: str):
+    return run_to_end([str(WORKER), str(out), *extra], world_size, TIMEOUT)
 
 
 @pytest.fixture(scope="module")

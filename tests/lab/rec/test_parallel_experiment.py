@@ -5,15 +5,12 @@ reads the other's retrains); only the wall-clock columns and how many retrains a
 already trained may differ.
 """
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch.distributed as dist
+from launching import run_to_end
 
 from eraserlab.rec.experiment import PRESETS
 from eraserlab.rec.pretrain import pretrain_base
@@ -21,7 +18,6 @@ from eraserlab.rec.pretrain import pretrain_base
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
-ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 900
 #: What describes the machine or the sharing, not the result.
 NOT_RESULTS = ["time_s", "peak_memory_mb", "eval_time_s", "certificate_time_s",
@@ -32,20 +28,9 @@ def run_cli(world_size: int, out: Path, data_root: Path, cache: Path) -> str:
     arguments = ["-m", "eraserlab", "run", "rec", "movielens", "ir", "0.1", "--preset", "tiny", "--seeds", "0", "1",
                  "2", "--methods", "corrupted", "retrain", "llmeraser", "llmeraser_gn", "--out", str(out),
                  "--data-dir", str(data_root), "--cache-dir", str(cache), "--device", "cpu"]
-    command = [sys.executable, *arguments] if world_size == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}", *arguments]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")  # the same thread count in both runs: the same floating-point sums
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the {world_size}-process experiment hung for {TIMEOUT} s:\n{output[-4000:]}")
-    assert process.returncode == 0, output[-4000:]
-    return output
+    done = run_to_end(arguments, world_size, TIMEOUT)
+    assert done.returncode == 0, done.stdout[-4000:]
+    return done.stdout
 
 
 def test_an_experiment_on_two_processes_gives_the_one_process_numbers(data_root, tmp_path):
