@@ -4,10 +4,12 @@ The default book runs ``llmeraser_gn_steps`` (Gauss–Newton curvature, up to k 
 corrected objective) in the response-correction chapter only: each step costs about a one-step erase. This
 benchmark runs it on the book's other settings, and on Last.fm QM (which only the full profile runs), with
 Corrupted, the K retrains and the two one-step erases, as the chapters run them: 3 seeds of one request
-(``request_seed=0``), the seeds sharing their retrains, the book's presets. The same seeds and request give
-the same Corrupted adapters and retrains as the chapters', so its r sits beside theirs. Reported per setting
-and method: the protocol's normalised residual r per distance (0: as close as another retraining, 1: no
-better than Corrupted), mean and sd over seeds, and the cost as a share of the seed's retraining wall-clock.
+(``request_seed=0``), the seeds sharing their retrains, the book's presets. With the same bases and thread
+counts (one machine) the same seeds and request give the chapters' Corrupted adapters and retrains; across
+machines the float round-off differs and so do the adapters, so compare methods within a record. Reported
+per setting and method: the protocol's normalised residual r per distance (0: as close as another
+retraining, 1: no better than Corrupted), mean and sd over seeds, the cost as a share of the seed's
+retraining wall-clock, and the request's effect with in how many seeds it is resolved.
 
     python -m benchmarks.relinearised_erase [--size tiny|default] [--settings movielens:ir spurious:rc ...]
         [--cache-dir DIR]

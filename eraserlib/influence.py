@@ -17,9 +17,11 @@ of the book; ``benchmarks/results/relinearised_erase-default-*.json`` and the ch
   there; with its own "auto" rule it goes further on a memorised record but raises the loss on
   the retained data while both retrains lower it (``benchmarks/results/recipe_stand_in-default.json``),
   and a default should not trade the data a user keeps for the data they remove.
-* k re-linearised steps cost several one-step erases (a large share of a retraining at these
-  sizes) and moved r further from retraining on the removals and query modifications than one
-  step did; they pay where the corrected objective is far from its minimum after one step.
+* k re-linearised steps cost several one-step erases (more than half a retraining at these
+  sizes); where the request's effect is above retraining's noise they came closer to retraining
+  on response correction (the chapter's table) but not on the removal, where one distance moved
+  closer and another further, so they are worth their cost only where the corrected objective is
+  far from its minimum after one step.
 * So Gauss–Newton, steps and the removal mode are options for the cases the default cannot
   serve, and the errors and rails name them there: an indefinite Hessian
   (:class:`~eraserlib.errors.NegativeCurvatureError`), a base sharded with FSDP (double backward
