@@ -29,6 +29,7 @@ different seeds, so they never share one erase.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -42,7 +43,7 @@ import torch
 
 from eraserlab.protocol.pool import PooledRetrain, RetrainPool
 from eraserlib.distributed import RankFailedError, resolve_group
-from eraserlib.storage import current_umask
+from eraserlib.storage import current_umask, write_atomically
 
 #: Seconds between two looks for another rank's retrain.
 POLL_S = 0.5
@@ -86,16 +87,7 @@ def _mark_failed(exchange_dir: Path, rank: int, message: str) -> None:
     """Tell the other ranks that this one failed (they stop waiting for its retrains)."""
     with contextlib.suppress(OSError):
         exchange_dir.mkdir(parents=True, exist_ok=True)
-        mark = exchange_dir / FAILED.format(rank=rank)
-        partial = mark.with_name(f".{mark.name}.partial")
-        partial.write_text(message)
-        os.replace(partial, mark)
-
-
-def _write_atomically(path: Path, value: Any) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(value, partial)
-    os.replace(partial, path)
+        write_atomically(exchange_dir / FAILED.format(rank=rank), message)
 
 
 class SharedRetrainPool(RetrainPool):
@@ -119,8 +111,6 @@ class SharedRetrainPool(RetrainPool):
         super().__init__(seeds)
         self.exchange_dir = Path(exchange_dir)
         self.rank, self.world_size = int(rank), int(world_size)
-        self.received = 0  # retrains another rank trained
-        self.waited_s = 0.0
 
     def owner(self, seed: int, method: str = "retrain") -> int:
         """The rank that trains the retrain of ``seed`` (this rank for anything not shared)."""
@@ -134,7 +124,6 @@ class SharedRetrainPool(RetrainPool):
             return found
         entry = self._receive(key, self.owner(seed, method), seed)
         self.entries[key] = entry
-        self.received += 1
         self.reused += 1
         return entry
 
@@ -143,18 +132,18 @@ class SharedRetrainPool(RetrainPool):
         super().put(key, model, evaluation, eval_time_s, cost, record, seed=seed, method=method)
         if self.world_size > 1 and seed is not None and method == "retrain" and int(seed) in self.seeds:
             self.exchange_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.exchange_dir / f"{key}.pt", self.entries[key])
+            buffer = io.BytesIO()
+            torch.save(self.entries[key], buffer)
+            write_atomically(self.exchange_dir / f"{key}.pt", buffer.getvalue())
 
     def _receive(self, key: str, owner: int, seed: int) -> PooledRetrain:
         path = self.exchange_dir / f"{key}.pt"
-        start = time.perf_counter()
         while not path.exists():
             failed = sorted(self.exchange_dir.glob(FAILED.format(rank="*")))
             if failed:
                 raise RankFailedError(f"rank {failed[0].stem.rsplit('-', 1)[1]} failed: {failed[0].read_text()} "
                                       f"(rank {self.rank} was waiting for the retrain of seed {seed}, rank {owner}'s)")
             time.sleep(POLL_S)
-        self.waited_s += time.perf_counter() - start
         # our own ranks' pickle (a PooledRetrain: tensors, the evaluation's arrays, dicts), not a user's file
         return torch.load(path, map_location="cpu", weights_only=False)
 
