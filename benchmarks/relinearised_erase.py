@@ -65,8 +65,9 @@ def run_setting(arm: str, name: str, task: str, ratio: float, seeds: list[int], 
 
 def summary(frame: pd.DataFrame, setting: str) -> list[dict[str, Any]]:
     """Per method: r per distance (mean, sd over seeds) and the cost share of a retraining."""
-    retrain = frame[frame.method == "retrain"].set_index("seed")["time_s"]
-    frame = frame.assign(cost_share=frame["time_s"] / frame["seed"].map(retrain))
+    from eraserlab.protocol import cost_share
+
+    frame = frame.assign(cost_share=cost_share(frame))
     rows = []
     for method, part in frame.groupby("method", sort=False):
         row: dict[str, Any] = {"setting": setting, "method": method, "seeds": int(part["seed"].nunique()),

@@ -25,6 +25,7 @@ import pandas as pd
 
 from eraserbook.palette import METHOD_COLORS, METHOD_LABELS
 from eraserbook.report import compact, ordered_methods
+from eraserlab.protocol import cost_share
 
 DISTANCES = {"jsd_test": "test set", "jsd_corrected": "request's examples", "forget_loss": "forget-set loss"}
 #: The goal an erase is held to: r at most this on every distance ...
@@ -37,12 +38,6 @@ R_SHOWN = (-0.5, 2.0)
 
 def _distances(runs: pd.DataFrame) -> list[str]:
     return [d for d in DISTANCES if f"r/{d}" in runs and runs[f"r/{d}"].notna().any()]
-
-
-def _cost_share(part: pd.DataFrame) -> pd.Series:
-    """Each row's wall-clock over its seed's Retrain."""
-    retrain = part[part.method == "retrain"].set_index("seed")["time_s"]
-    return part["time_s"] / part["seed"].map(retrain)
 
 
 def judged(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -58,7 +53,7 @@ def judged(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     rows = []
     for key, part in runs.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        part = part.assign(cost_share=_cost_share(part))
+        part = part.assign(cost_share=cost_share(part))
         for d in _distances(part):
             resolved = part.groupby("seed")[f"effect_resolved/{d}"].first().astype(bool)
             setting = {"effect": part[f"effect/{d}"].mean(), "effect_low": part[f"effect_low/{d}"].min(),

@@ -18,6 +18,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import pandas as pd
+
 DISTANCES = ("jsd_test", "jsd_corrected", "forget_loss")
 
 
@@ -63,14 +65,15 @@ def _options(args: argparse.Namespace) -> dict:
     return options
 
 
-def summary(frame) -> str:
+def summary(frame: pd.DataFrame) -> str:
     """r per method and distance (mean over seeds) and the cost share of the seed's retraining, as text."""
-    retrain = frame[frame.method == "retrain"].set_index("seed")["time_s"] if "retrain" in set(frame.method) else None
+    from eraserlab.protocol import cost_share
+
+    costs = cost_share(frame) if "retrain" in set(frame.method) else pd.Series(float("nan"), index=frame.index)
     lines = ["method            " + "".join(f"{'r ' + d:>18}" for d in DISTANCES) + f"{'cost (x Retrain)':>18}"]
     for method, part in frame.groupby("method", sort=False):
         cells = [f"{part[f'r/{d}'].mean():18.2f}" if f"r/{d}" in part else f"{'-':>18}" for d in DISTANCES]
-        cost = (part["time_s"] / part["seed"].map(retrain)).mean() if retrain is not None else float("nan")
-        lines.append(f"{method:<18}" + "".join(cells) + f"{cost:18.3f}")
+        lines.append(f"{method:<18}" + "".join(cells) + f"{costs[part.index].mean():18.3f}")
     return "\n".join(lines)
 
 

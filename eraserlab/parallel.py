@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from eraserlab.protocol.pool import PooledRetrain, RetrainPool
-from eraserlib.distributed import RankFailedError, resolve_group
+from eraserlib.distributed import RankFailedError, join_launcher, resolve_group
 from eraserlib.storage import current_umask, write_atomically
 
 #: Seconds between two looks for another rank's retrain.
@@ -70,12 +70,7 @@ def launched() -> Iterator[tuple[int, int]]:
     """
     import torch.distributed as dist
 
-    started = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        started = True
+    _, started = join_launcher()
     try:
         yield world()
     finally:

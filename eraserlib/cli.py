@@ -219,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     rank, launched = 0, False
     try:
-        rank, launched = _join_launcher()
+        from eraserlib.distributed import join_launcher
+
+        rank, launched = join_launcher()
         from eraserlib.command import execute
 
         summary = execute(args)
@@ -247,20 +249,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rank == 0:  # every rank ran the same erase; one summary
         print(json.dumps(summary, ensure_ascii=False, default=str))
     return EXIT_OK
-
-
-def _join_launcher() -> tuple[int, bool]:
-    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment): join its process group, so that the erase
-    runs data-parallel (:mod:`eraserlib.distributed`); (this rank, whether a group was started here)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, False
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return dist.get_rank(), False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), True

@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -353,5 +354,22 @@ class Selection(Sequence):
         return self.data[self.positions[index]]
 
 
+def join_launcher() -> tuple[int, bool]:
+    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment): join its process group — gloo on CPUs, NCCL with
+    one GPU per rank (``LOCAL_RANK``) — unless one is initialised; (this rank, whether a group was started here)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, False
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return dist.get_rank(), False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), True
+
+
 __all__ = ["LOCAL", "DistributedConfigurationError", "Group", "RankFailedError", "Selection", "check_model",
+           "join_launcher",
            "problem_fingerprint", "resolve_group"]

@@ -26,7 +26,7 @@ from eraserlab.protocol.methods import (
     timed_sisa,
     unregister,
 )
-from eraserlab.protocol.records import write_run
+from eraserlab.protocol.records import cost_share, write_run
 from eraserlab.protocol.pool import RetrainPool
 from eraserlab.protocol.runner import Outcome, retrain_seeds, run_protocol, tidy_frame
 from eraserlab.protocol.scenario import KINDS, Scenario
@@ -34,6 +34,6 @@ from eraserlab.protocol.settings import MethodSettings, SettingsAliases
 
 __all__ = [
     "KINDS", "REGISTRY", "Context", "Evaluation", "MethodOutput", "MethodSettings", "Outcome", "Scenario",
-    "SettingsAliases", "compare", "comparison_table", "method_names", "register", "resolve_methods",
+    "SettingsAliases", "compare", "cost_share", "comparison_table", "method_names", "register", "resolve_methods",
     "RetrainPool", "retrain_seeds", "run_protocol", "tidy_frame", "timed_sisa", "unregister", "verdict", "write_run",
 ]

@@ -24,6 +24,12 @@ from eraserlib.storage import write_atomically, write_json
 from eraserlab.protocol.compare import comparison_table
 
 
+def cost_share(frame: pd.DataFrame) -> pd.Series:
+    """Each row's wall-clock over its seed's Retrain (the protocol's cost column: 1 is one retraining)."""
+    retrain = frame[frame.method == "retrain"].set_index("seed")["time_s"]
+    return frame["time_s"] / frame["seed"].map(retrain)
+
+
 def write_run(results_dir: str | os.PathLike, stem: str, frame: pd.DataFrame, record: Mapping[str, Any]) -> None:
     """Write the run's frame, comparison table and record (see the module docstring)."""
     results_dir = Path(results_dir)
