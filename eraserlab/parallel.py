@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from eraserlab.protocol.pool import PooledRetrain, RetrainPool
-from eraserlib.distributed import RankFailedError, join_launcher, resolve_group
+from eraserlib.distributed import RankFailedError, join_launcher, leave_launcher, resolve_group
 from eraserlib.storage import current_umask, write_atomically
 
 #: Seconds between two looks for another rank's retrain.
@@ -68,14 +68,12 @@ def launched() -> Iterator[tuple[int, int]]:
 
     gloo on CPUs; with CUDA, NCCL and one GPU per rank (``LOCAL_RANK``). Yields (rank, world size).
     """
-    import torch.distributed as dist
-
     _, started = join_launcher()
     try:
         yield world()
     finally:
         if started:
-            dist.destroy_process_group()
+            leave_launcher()
 
 
 def _mark_failed(exchange_dir: Path, rank: int, message: str) -> None:

@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         if launched:
-            import torch.distributed as dist
+            from eraserlib.distributed import leave_launcher
 
-            dist.destroy_process_group()
+            leave_launcher()
     summary["seconds"] = round(time.perf_counter() - start, 3)
     if launched:
         summary["ranks"] = int(os.environ["WORLD_SIZE"])

@@ -7,7 +7,8 @@ Each scenario is a function of the setup folder (the convex model and the tiny L
 test wrote there) returning an :class:`~eraserlib.EraseResult`; the test runs the same functions in
 its own process (no process group) for the one-process answer. Every rank writes
 ``<scenario>-rank<r>.pt``: its delta and diagnostics, or the error it raised, and whether the
-erased adapter was on disk when its call returned. A scenario that raises on every rank leaves
+erased adapter was on disk when its call returned; and ``garbage-rank<r>.pt``, what the scenarios
+left in unreachable cycles. A scenario that raises on every rank leaves
 the process group usable for the next one (that is what the failure protocol promises).
 """
 
@@ -237,7 +238,30 @@ def main() -> None:
         record = run(name, arguments.setup, arguments.out)
         record["output_exists_on_return"] = (arguments.out / f"{name}-erased" / "eraser_manifest.json").is_file()
         torch.save(record, arguments.out / f"{name}-rank{rank}.pt")
+    torch.save(garbage_census(), arguments.out / f"garbage-rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def garbage_census() -> dict[str, int]:
+    """How many erase groups and tensors the scenarios left in unreachable cycles (then freed).
+
+    Such a cycle keeps the process group alive past ``destroy_process_group``; freed at interpreter
+    exit, it made gloo abort the rank. Plain ``destroy_process_group`` follows, as in a user's script.
+    """
+    import gc
+
+    from eraserlib.distributed import Group
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        census = {"groups": sum(isinstance(o, Group) for o in gc.garbage),
+                  "tensors": sum(isinstance(o, torch.Tensor) for o in gc.garbage)}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.collect()
+    return census
 
 
 if __name__ == "__main__":
