@@ -7,7 +7,7 @@ chapter runs several seeds of one request; this module folds them:
 
 * r: mean ± sd over seeds; its verdict is the protocol's on the seeds' mean interval
   (:func:`eraserlab.protocol.verdict`), and "not judged" unless the effect is resolved in every
-  seed;
+  seed and (multimodal runs) Retrain learnt the task in every seed;
 * the effect size: mean over seeds, and the envelope of the seeds' intervals (lowest low,
   highest high), so a reader sees the widest the noise allows;
 * the cost share: a method's wall-clock over its run's Retrain, mean over seeds.
@@ -54,6 +54,8 @@ def judged(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     for key, part in runs.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         part = part.assign(cost_share=cost_share(part))
+        # the multimodal arm's runs say whether Retrain learnt the task at all; one that did not judges nothing
+        learnt = bool(part["task_learnt"].astype(bool).all()) if "task_learnt" in part else None
         for d in _distances(part):
             resolved = part.groupby("seed")[f"effect_resolved/{d}"].first().astype(bool)
             setting = {"effect": part[f"effect/{d}"].mean(), "effect_low": part[f"effect_low/{d}"].min(),
@@ -67,7 +69,7 @@ def judged(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
                        "r_high": rows_of[f"r_high/{d}"].mean(), **setting,
                        "cost_share": rows_of["cost_share"].mean()}
                 row["verdict"] = verdict({"method": method, "effect_resolved": bool(resolved.all()),
-                                          "r_low": row["r_low"], "r_high": row["r_high"]})
+                                          "task_learnt": learnt, "r_low": row["r_low"], "r_high": row["r_high"]})
                 rows.append(row)
     return pd.DataFrame(rows)
 

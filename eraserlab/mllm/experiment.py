@@ -40,17 +40,24 @@ Columns: ``benchmark, task, ratio, seed, method, eval_split``, the evaluator's m
   step (for Corrupted and Retrain, their training), see :mod:`eraserlab.profiling`;
   ``setup_time_s``: SISA's initial training of all shards; ``eval_time_s``: the evaluation;
 * ``n_train, n_request, n_test, n_conflict, model, threads, device, load_1min``: sizes and the
-  machine's state (timings on a shared machine are inflated by its load).
+  machine's state (timings on a shared machine are inflated by its load);
+* ``constant_accuracy`` (the test accuracy of always giving the split's commonest answer),
+  ``retrain_accuracy`` and ``task_learnt``: whether Retrain beats that by :data:`LEARNT_MARGIN`.
+  A base that learnt nothing of the task (on one machine the tiny base's yes/no box questions
+  stayed at chance through pre-training, and every retrain answered "Yes") makes every method
+  agree on noise: the run warns (:class:`UnlearntTaskWarning`) and its verdicts read "not judged".
 
 Default sizes and settings: :data:`PRESETS`, with the evidence behind them.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,6 +177,34 @@ PRESETS: dict[str, ExperimentConfig] = {
         eval_batch_size=32,
     ),
 }
+
+
+#: The test metric that says whether a model answers the benchmark at all.
+ACCURACY_COLUMNS = {"spurious": "accuracy/All", "relation": "accuracy"}
+#: How far Retrain's test accuracy must exceed the commonest answer's share for the run to judge anything.
+LEARNT_MARGIN = 0.05
+
+
+class UnlearntTaskWarning(UserWarning):
+    """Retrain answers the benchmark no better than a constant answer: the run's comparisons judge nothing."""
+
+
+def constant_accuracy(examples: Sequence[VQAExample]) -> float:
+    """The accuracy of always giving the commonest answer of ``examples`` (the best constant answer)."""
+    counts = collections.Counter(e.answer for e in examples)
+    return max(counts.values()) / len(examples) if examples else math.nan
+
+
+def task_learnt(benchmark: str, retrain_row: dict, test: Sequence[VQAExample]) -> dict:
+    """The frame's ``constant_accuracy``, ``retrain_accuracy``, ``task_learnt``; warns when the task was not learnt."""
+    constant, accuracy = constant_accuracy(test), float(retrain_row[ACCURACY_COLUMNS[benchmark]])
+    learnt = bool(accuracy >= constant + LEARNT_MARGIN)
+    if not learnt:
+        warnings.warn(
+            f"Retrain's test accuracy on {benchmark} is {accuracy:.3f}, against {constant:.3f} for always giving the "
+            f"commonest answer: the model did not learn the task (look at the base's held-out accuracies in its "
+            f"manifest), so no method can be judged on this run.", UnlearntTaskWarning, stacklevel=3)
+    return {"constant_accuracy": constant, "retrain_accuracy": accuracy, "task_learnt": learnt}
 
 
 def load_base(config: ExperimentConfig, base_model: str | os.PathLike | None = None,
@@ -329,6 +364,8 @@ def run_experiment(
                                device=device, seed=seed, progress=progress)
     evaluator = Evaluator(collate, scenario, config.eval_batch_size, _group_columns(data))
     outcome = protocol.run_protocol(context, evaluator, methods, retrains=retrains, pool=retrain_pool)
+    if "retrain" in outcome.rows:
+        outcome.setting.update(task_learnt(benchmark, outcome.rows["retrain"], scenario.test))
     frame = protocol.tidy_frame(
         outcome, head={"benchmark": benchmark, "task": task, "ratio": ratio, "seed": seed, "request_seed": requested},
         lead={"eval_split": eval_split}, device=device,

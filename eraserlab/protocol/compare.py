@@ -256,7 +256,13 @@ def _z_score(value: float, reference: Sequence[float]) -> float:
 
 
 def verdict(row: Mapping[str, Any]) -> str:
-    """A sentence for one method on one distance, from its r interval and the effect's resolution."""
+    """A sentence for one method on one distance, from its r interval and the effect's resolution.
+
+    A row whose ``task_learnt`` is False (Retrain no better than a constant answer) is not judged.
+    """
+    learnt = row.get("task_learnt")  # absent or NaN: the arm does not say (the recommendation arm)
+    if learnt is not None and not (isinstance(learnt, float) and math.isnan(learnt)) and not bool(learnt):
+        return "not judged: Retrain is no better than a constant answer (the task was not learnt)"
     if not row.get("effect_resolved"):
         return "not judged: the request's effect is below retraining's noise"
     if row.get("method") == "corrupted":
@@ -294,7 +300,7 @@ def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
             row.update({stat: record.get(f"{stat}/{name}", math.nan) for stat in METHOD_STATS + SETTING_STATS})
             row["effect_resolved"] = bool(row["effect_resolved"])
             row["retrains"] = record.get("retrains")
-            row["verdict"] = verdict(row)
+            row["verdict"] = verdict({**row, "task_learnt": record.get("task_learnt")})
             rows.append(row)
     columns = [*ids, "distance", *METHOD_STATS, *SETTING_STATS, "retrains", "verdict"]
     return pd.DataFrame(rows, columns=columns)

@@ -50,6 +50,13 @@ def test_one_unresolved_seed_leaves_the_setting_unjudged():
     assert set(table.resolved_seeds) == {1}
 
 
+def test_a_seed_whose_retrain_did_not_learn_the_task_leaves_the_setting_unjudged():
+    runs = _runs().assign(task_learnt=lambda f: f.seed == 0)
+    assert set(judging.judged(runs, BY).verdict) == {
+        "not judged: Retrain is no better than a constant answer (the task was not learnt)"}
+    assert not judging.judged(_runs().assign(task_learnt=True), BY).verdict.str.startswith("not judged").any()
+
+
 def test_tables_and_figure_render():
     table = judging.judged(_runs(), BY)
     names = lambda *key: f"{key[0]} {key[1]} {key[2]:.0%}"  # noqa: E731

@@ -191,6 +191,14 @@ def test_each_interval_gets_its_verdict(low, high, expected):
     assert protocol.verdict({**row, "effect_resolved": False}).startswith("not judged")
 
 
+@pytest.mark.parametrize("learnt", [False, np.bool_(False)])
+def test_a_task_retrain_did_not_learn_is_not_judged(learnt):
+    row = {"method": "m", "effect_resolved": True, "r_low": 0.1, "r_high": 0.3}
+    assert protocol.verdict({**row, "task_learnt": learnt}).startswith("not judged: Retrain is no better")
+    for unknown in (None, math.nan, True, np.bool_(True)):  # the arm does not say, or the task was learnt
+        assert protocol.verdict({**row, "task_learnt": unknown}).startswith("part of the way")
+
+
 def test_fewer_than_two_retrains_judge_nothing_and_say_why():
     retrains = [fake([[0.5, 0.5]], [1.0])]
     result = protocol.compare({"corrupted": fake([[0.9, 0.1]], [0.2]), "retrain": retrains[0]}, retrains)

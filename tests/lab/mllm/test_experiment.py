@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from eraserlab.mllm import formats, spurious
-from eraserlab.mllm.experiment import METHODS, PRESETS, load_base, load_benchmark, run_experiment
+from eraserlab.mllm.experiment import (LEARNT_MARGIN, METHODS, PRESETS, UnlearntTaskWarning, constant_accuracy,
+                                      load_base, load_benchmark, run_experiment, task_learnt)
+from eraserlab.mllm.tasks import VQAExample
 from eraserlab.mllm.pretrain import cache_key
 
 TINY = PRESETS["tiny"]
@@ -20,7 +22,7 @@ COMMON_COLUMNS = {
     "jsd_test", "jsd_corrected", "jsd_conflict", "delta_cosine", "delta_norm_ratio", "delta_relative_error",
     "time_s", "peak_memory_mb", "memory_kind", "time_what", "n_train", "n_request", "n_test", "n_conflict",
     "threads", "device", "load_1min", "retrains", "retrains_extra_time_s", "effect_resolved", "effect_note",
-    "certificate_ratio", "z/forget_loss", "z/forget_accuracy",
+    "certificate_ratio", "z/forget_loss", "z/forget_accuracy", "constant_accuracy", "retrain_accuracy", "task_learnt",
 }
 DISTANCES = ("jsd_test", "jsd_corrected", "jsd_conflict", "forget_loss")
 COMPARISON_COLUMNS = {f"{stat}/{d}" for d in DISTANCES for stat in ("d_ur", "r", "r_low", "r_high", "d_rr", "d_or",
@@ -56,6 +58,12 @@ def test_tiny_experiment_returns_every_method_and_metric(cache_dir, tmp_path, be
     assert np.isnan(rows.loc["sisa", "delta_cosine"])  # SISA's shard adapters have no single change
     assert np.isfinite(rows.loc["llmeraser", ["jsd_test", "jsd_corrected", "delta_cosine"]].astype(float)).all()
     assert (frame["time_s"] > 0).all()
+    test = load_benchmark(benchmark, TINY)["test"]
+    assert frame["constant_accuracy"].iloc[0] == constant_accuracy(test)
+    assert frame["retrain_accuracy"].iloc[0] == rows.loc["retrain", "accuracy/All" if benchmark == "spurious"
+                                                          else "accuracy"]
+    assert frame["task_learnt"].iloc[0] == (frame["retrain_accuracy"].iloc[0]
+                                            >= frame["constant_accuracy"].iloc[0] + LEARNT_MARGIN)
     n_request = frame["n_request"].iloc[0]
     assert n_request == round(0.4 * frame["n_train"].iloc[0]) and n_request > 0
     assert frame["corruption"].iloc[0] == ("flip" if task == "rc" else TINY.query_corruption)
@@ -68,6 +76,15 @@ def test_tiny_experiment_returns_every_method_and_metric(cache_dir, tmp_path, be
     assert len(saved["comparison"]) == len(METHODS) * len(DISTANCES)
     assert (tmp_path / f"{stem}.csv").read_text().startswith("benchmark,task,ratio,seed,request_seed,method")
     assert (tmp_path / f"{stem}-comparison.csv").exists()
+
+
+def test_a_retrain_no_better_than_a_constant_answer_is_flagged():
+    test = [VQAExample(None, "q", answer, (), {}) for answer in ["Yes"] * 6 + ["No"] * 4]
+    assert constant_accuracy(test) == 0.6
+    with pytest.warns(UnlearntTaskWarning, match="0.620, against 0.600"):
+        assert task_learnt("relation", {"accuracy": 0.62}, test) == {
+            "constant_accuracy": 0.6, "retrain_accuracy": 0.62, "task_learnt": False}
+    assert task_learnt("spurious", {"accuracy/All": 0.66}, test)["task_learnt"]
 
 
 def test_validation_split_is_scored_when_asked(cache_dir, tmp_path):
