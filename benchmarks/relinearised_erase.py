@@ -72,6 +72,10 @@ def summary(frame: pd.DataFrame, setting: str) -> list[dict[str, Any]]:
     for method, part in frame.groupby("method", sort=False):
         row: dict[str, Any] = {"setting": setting, "method": method, "seeds": int(part["seed"].nunique()),
                                "cost_share": float(part["cost_share"].mean()), "time_s": float(part["time_s"].mean())}
+        if "task_learnt" in part:  # the multimodal arm: did Retrain beat the best constant answer (else not judged)
+            row["task_learnt_seeds"] = int(part.groupby("seed")["task_learnt"].first().astype(bool).sum())
+            row["retrain_accuracy"] = float(part["retrain_accuracy"].mean())
+            row["constant_accuracy"] = float(part["constant_accuracy"].mean())
         for d in DISTANCES:
             if f"r/{d}" in part:
                 row[f"r/{d}"] = float(part[f"r/{d}"].mean())

@@ -55,7 +55,8 @@ def judged(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         part = part.assign(cost_share=cost_share(part))
         # the multimodal arm's runs say whether Retrain learnt the task at all; one that did not judges nothing
-        learnt = bool(part["task_learnt"].astype(bool).all()) if "task_learnt" in part else None
+        said = part["task_learnt"].dropna() if "task_learnt" in part else pd.Series(dtype=bool)
+        learnt = bool(said.astype(bool).all()) if len(said) else None
         for d in _distances(part):
             resolved = part.groupby("seed")[f"effect_resolved/{d}"].first().astype(bool)
             setting = {"effect": part[f"effect/{d}"].mean(), "effect_low": part[f"effect_low/{d}"].min(),

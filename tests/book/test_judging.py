@@ -5,6 +5,7 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -55,6 +56,10 @@ def test_a_seed_whose_retrain_did_not_learn_the_task_leaves_the_setting_unjudged
     assert set(judging.judged(runs, BY).verdict) == {
         "not judged: Retrain is no better than a constant answer (the task was not learnt)"}
     assert not judging.judged(_runs().assign(task_learnt=True), BY).verdict.str.startswith("not judged").any()
+    # runs of both arms read back together: the recommendation arm's rows do not say
+    mixed = pd.concat([_runs().assign(task_learnt=np.nan), _runs().assign(dataset="spurious", task_learnt=False)])
+    verdicts = judging.judged(mixed, BY).groupby("dataset").verdict.agg(lambda v: v.str.startswith("not judged").all())
+    assert verdicts.to_dict() == {"movielens": False, "spurious": True}
 
 
 def test_tables_and_figure_render():
