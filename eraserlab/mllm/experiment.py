@@ -161,6 +161,8 @@ class ExperimentConfig(SettingsAliases):
 #: epoch at the training learning rate, untuned. The Gauss–Newton erases take the Hessian erase's
 #: damping and budget (the two curvatures compared at the same cost), unless
 #: ``benchmarks/erase_selection.py`` has written a choice to :mod:`eraserlab.erase_settings`.
+#: These choices were made on the base pre-trained at lr 2e-3 (where it learnt the relation
+#: task); the base's lr is 1e-3 since (see ``PretrainConfig.lr``), and they were not chosen again.
 PRESETS: dict[str, ExperimentConfig] = {
     "small": ExperimentConfig(),
     "tiny": ExperimentConfig(
