@@ -43,7 +43,7 @@ Columns: ``benchmark, task, ratio, seed, method, eval_split``, the evaluator's m
   machine's state (timings on a shared machine are inflated by its load);
 * ``constant_accuracy`` (the test accuracy of always giving the split's commonest answer),
   ``retrain_accuracy`` and ``task_learnt``: whether Retrain beats that by :data:`LEARNT_MARGIN`.
-  A base that learnt nothing of the task (on one machine the tiny base's yes/no box questions
+  A base that learnt nothing of the task (on one machine the base's yes/no box questions
   stayed at chance through pre-training, and every retrain answered "Yes") makes every method
   agree on noise: the run warns (:class:`UnlearntTaskWarning`) and its verdicts read "not judged".
 
